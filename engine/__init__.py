@@ -1,0 +1,1 @@
+"""engine: the trading venue's wire protocols, risk checks, matching core and journal."""

@@ -1,0 +1,1 @@
+"""tools: the command-line programs (netio-run, netio-report, load generator, benchmarks)."""
