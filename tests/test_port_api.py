@@ -24,7 +24,7 @@ def test_empty_burst():
     assert len(Burst.empty()) == 0 and Burst.of([]).to_bytes() == []
 
 
-class _Unavailable(Port):
+class _Unavailable:
     def __init__(self, iface, queue=0, **options):
         raise PortUnavailable("no driver here; load one")
 

@@ -1,0 +1,58 @@
+/* Matching kernel interface. Plain declarations only: this file is also the cffi cdef.
+ *
+ * struct command / struct event mirror engine.commands.COMMAND_DTYPE / EVENT_DTYPE field
+ * for field; struct book holds pointers into the numpy arrays owned by engine.book.Book.
+ */
+
+struct command {
+    uint64_t ts, token, new_token;
+    int32_t price;
+    uint32_t qty, min_qty, client, stp_group;
+    uint16_t symbol;
+    uint8_t kind, side, tif, flags, stp, risk;
+};
+
+struct event {
+    uint64_t ts, ref, token, other_ref, other_token, match;
+    int32_t price;
+    uint32_t qty, leaves, other_leaves, client, other_client, cmd;
+    uint16_t symbol;
+    uint8_t kind, side, reason;
+};
+
+struct book {
+    /* configuration */
+    uint32_t symbols, pool_size, band_ticks, band_words, max_qty;
+    uint32_t hash_mask;            /* token table size - 1 (a power of two >= 2 * pool) */
+    int32_t *band_lo, *ref_price, *collar;          /* per symbol */
+    /* counters, see STATE_* in matching.c / engine.book */
+    int64_t *state;
+    /* per symbol and side (index symbol * 2 + side, side 0 = buy) */
+    int32_t *best;                 /* level id of the best level, -1 = empty */
+    int32_t *ovf_head;             /* outside-band levels, sorted best first */
+    uint32_t *count;               /* resting orders */
+    uint64_t *bitmap;              /* band_words words each: bit i = level at band_lo + i */
+    /* levels: symbols * 2 * band_ticks band levels, then the overflow pool */
+    int32_t *lv_price, *lv_head, *lv_tail, *lv_next, *lv_prev;
+    uint32_t *lv_count;
+    uint64_t *lv_qty;
+    /* order pool */
+    uint64_t *o_ref, *o_token, *o_ts;
+    int32_t *o_price, *o_next, *o_prev, *o_level;
+    uint32_t *o_qty, *o_client, *o_group;
+    uint16_t *o_symbol;
+    uint8_t *o_side, *o_flags, *o_stp;
+    /* (client, token) -> order index, -1 = empty slot */
+    int32_t *h_slot;
+};
+
+/* Apply commands[0..n) in order, writing events into ev[0..cap). Stops before a command
+ * whose worst-case events would not fit: returns the commands consumed, *n_events the
+ * events written and *need the room the next command needs. tsc, if not NULL, receives
+ * the TSC cycles each consumed command took. */
+uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
+                   struct event *ev, uint32_t cap, uint32_t *n_events, uint32_t *need,
+                   uint64_t *tsc);
+
+/* The CPU's time stamp counter, to calibrate the per-command stamps against a clock. */
+uint64_t match_tsc(void);

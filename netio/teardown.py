@@ -1,0 +1,70 @@
+"""Release kernel objects (namespaces, veths, XDP programs) when the process is told to stop.
+
+XDP programs and network namespaces outlive the process that made them, so every
+owner registers a release action here. On SIGINT or SIGTERM the actions run (last
+registered first) and then the handler that was installed before ours runs, so a
+program's own handlers and Python's KeyboardInterrupt keep working.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("netio")
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_actions: dict[int, Callable[[], None]] = {}
+_tokens = itertools.count()
+_previous: dict[int, Any] = {}
+_lock = threading.Lock()
+
+
+def register(action: Callable[[], None]) -> int:
+    """Run ``action`` if SIGINT/SIGTERM arrives before ``unregister(token)``; returns the token."""
+    with _lock:
+        token = next(_tokens)
+        _actions[token] = action
+    _install()
+    return token
+
+
+def unregister(token: int) -> None:
+    with _lock:
+        _actions.pop(token, None)
+
+
+def run_all() -> None:
+    """Run and forget every registered action, newest first; failures are logged, not raised."""
+    with _lock:
+        actions = [_actions.pop(t) for t in sorted(_actions, reverse=True)]
+    for action in actions:
+        try:
+            action()
+        except Exception:  # one failed release must not keep the others from running
+            log.exception("netio: release action failed during shutdown")
+
+
+def _install() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; the owners' close() still runs
+    for signum in _SIGNALS:
+        current = signal.getsignal(signum)
+        if current is not _handler:
+            _previous[signum] = current
+            signal.signal(signum, _handler)
+
+
+def _handler(signum: int, frame: Any) -> None:
+    run_all()
+    previous = _previous.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        # The default action (terminate): restore it and deliver the signal again.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

@@ -1,0 +1,237 @@
+"""The journal: round trip, torn tails, corruption, flush policies (format-level rules).
+
+Replay against the matching core and the crash test live in test_journal_replay.py.
+"""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from engine import journal
+from engine.journal import FlushPolicy, Journal, JournalCorrupt, JournalError
+
+# Any fixed-size record will do for the format rules; padding included on purpose.
+PAYLOAD = np.dtype([("kind", "u1"), ("qty", "<u4"), ("price", "<i8"), ("token", "S14")], align=True)
+
+
+def payloads(n: int, start: int = 0) -> np.ndarray:
+    p = np.zeros(n, PAYLOAD)
+    p["kind"] = np.arange(start, start + n) % 7
+    p["qty"] = np.arange(start, start + n) * 3 + 1
+    p["price"] = 10_000 + np.arange(start, start + n)
+    p["token"] = [f"T{i}".encode() for i in range(start, start + n)]
+    return p
+
+
+def crc32c_python(data: bytes) -> int:
+    """Bitwise CRC-32C, written from the polynomial, to check the C code independently."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "venue.jnl"
+
+
+def write(path, batches, **kw):
+    with Journal.open(path, PAYLOAD, **kw) as j:
+        for b in batches:
+            j.append(b, ts=123)
+    return path
+
+
+def test_crc32c_is_castagnoli():
+    assert journal.crc32c(b"123456789") == 0xE3069283 == crc32c_python(b"123456789")
+
+
+def test_round_trip_keeps_every_record_in_order_with_sequence_numbers(path):
+    batches = [payloads(1000), payloads(1, 1000), payloads(37, 1001)]
+    write(path, batches)
+    c = journal.read(path, PAYLOAD)
+    assert c.torn_offset is None
+    assert np.array_equal(c.records["payload"], np.concatenate(batches))
+    assert list(c.records["seq"]) == list(range(1, 1039))
+    assert (c.records["ts"] == 123).all()
+    assert c.header.payload_dtype == PAYLOAD
+
+
+def test_each_record_carries_the_crc32c_of_its_seq_ts_and_payload(path):
+    write(path, [payloads(5)])
+    recs = journal.read(path).records
+    for r in recs:
+        raw = r.tobytes()
+        assert int(r["crc"]) == crc32c_python(raw[:-4])
+
+
+def test_header_describes_the_record_dtype_so_a_reader_needs_no_schema(path):
+    write(path, [payloads(3)])
+    c = journal.read(path)       # no dtype given
+    assert c.header.payload_dtype == PAYLOAD
+    assert c.records["payload"]["token"][2] == b"T2"
+
+
+def test_a_batch_is_one_write(path, monkeypatch):
+    calls = []
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: calls.append(len(data)) or real(fd, data))
+    write(path, [payloads(5000)])
+    assert calls == [5000 * journal.record_dtype(PAYLOAD).itemsize]
+
+
+def test_reopening_continues_the_sequence(path):
+    write(path, [payloads(10)])
+    with Journal.open(path, PAYLOAD) as j:
+        assert j.next_seq == 11
+        assert j.append(payloads(5, 10)) == 15
+    assert list(journal.read(path).records["seq"]) == list(range(1, 16))
+
+
+def test_reopening_with_another_record_dtype_is_refused(path):
+    write(path, [payloads(2)])
+    with pytest.raises(JournalError, match="records are"):
+        Journal.open(path, np.dtype([("x", "<u8")]))
+
+
+def test_a_file_that_is_not_a_journal_is_refused(path):
+    path.write_bytes(b"hello world, not a journal" * 10)
+    with pytest.raises(JournalError, match="not a journal"):
+        journal.read(path)
+
+
+def test_a_damaged_header_is_refused(path):
+    write(path, [payloads(2)])
+    raw = bytearray(path.read_bytes())
+    raw[40] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(JournalError, match="header"):
+        journal.read(path)
+
+
+def test_torn_last_record_is_reported_and_truncated_on_reopen(path, caplog):
+    write(path, [payloads(20)])
+    size = path.stat().st_size
+    rec = journal.record_dtype(PAYLOAD).itemsize
+    with open(path, "r+b") as f:                 # the last write got only half its bytes out
+        f.truncate(size - rec // 2)
+    c = journal.read(path)
+    assert len(c.records) == 19
+    assert c.torn_offset == size - rec and c.torn_bytes == rec - rec // 2
+    assert path.stat().st_size == size - rec // 2, "read() must not change the file"
+
+    with Journal.open(path, PAYLOAD) as j:
+        assert j.recovered.torn_offset == size - rec
+        assert j.next_seq == 20
+        j.append(payloads(1, 19))
+    assert "torn tail" in caplog.text
+    c = journal.read(path)
+    assert c.torn_offset is None
+    assert np.array_equal(c.records["payload"], payloads(20))
+
+
+def test_torn_tail_of_garbage_whole_records_is_truncated(path):
+    """A write that extended the file but whose data never landed (zeros) is a torn tail."""
+    write(path, [payloads(10)])
+    rec = journal.record_dtype(PAYLOAD).itemsize
+    with open(path, "ab") as f:
+        f.write(bytes(3 * rec + 5))
+    c = journal.read(path)
+    assert len(c.records) == 10 and c.torn_bytes == 3 * rec + 5
+
+
+def test_corrupt_record_in_the_middle_stops_with_its_offset_and_sequence(path):
+    write(path, [payloads(50)])
+    header_len = journal.read(path).header.header_len
+    rec = journal.record_dtype(PAYLOAD).itemsize
+    offset = header_len + 17 * rec
+    raw = bytearray(path.read_bytes())
+    raw[offset + 20] ^= 0x01                     # one bit flipped in record seq 18's payload
+    path.write_bytes(bytes(raw))
+    with pytest.raises(JournalCorrupt) as e:
+        journal.read(path)
+    assert (e.value.offset, e.value.seq) == (offset, 18)
+    assert f"offset {offset}" in str(e.value) and "sequence 18" in str(e.value)
+    with pytest.raises(JournalCorrupt):          # never truncated away on reopen either
+        Journal.open(path, PAYLOAD)
+    assert path.stat().st_size == len(raw)
+
+
+def test_a_record_out_of_sequence_is_corruption(path):
+    write(path, [payloads(4)])
+    header_len = journal.read(path).header.header_len
+    rec = journal.record_dtype(PAYLOAD).itemsize
+    raw = bytearray(path.read_bytes())
+    second = raw[header_len + rec:header_len + 2 * rec]
+    raw[header_len + 2 * rec:header_len + 3 * rec] = second     # a duplicated block
+    path.write_bytes(bytes(raw))
+    with pytest.raises(JournalCorrupt, match="sequence 2 out of order") as e:
+        journal.read(path)
+    assert e.value.seq == 3
+
+
+def test_replay_feeds_every_payload_in_order_in_batches(path):
+    write(path, [payloads(25)])
+    seen = []
+    journal.replay(path, seen.append, PAYLOAD, batch=10)
+    assert [len(b) for b in seen] == [10, 10, 5]
+    assert np.array_equal(np.concatenate(seen), payloads(25))
+
+
+class TestFlushPolicies:
+    def test_none_keeps_batches_in_the_process_until_flush(self, path):
+        with Journal.open(path, PAYLOAD, flush=FlushPolicy.NONE) as j:
+            header_only = path.stat().st_size
+            j.append(payloads(10))
+            assert path.stat().st_size == header_only and j.written_seq == 0
+            j.flush()
+            assert len(journal.read(path).records) == 10 and j.written_seq == 10
+
+    def test_none_writes_out_once_a_mebibyte_collects(self, path):
+        with Journal.open(path, PAYLOAD, flush=FlushPolicy.NONE) as j:
+            j.append(payloads(40_000))               # > 1 MiB of records
+            assert j.written_seq == 40_000
+
+    def test_batch_hands_every_batch_to_the_os_without_fsync(self, path, monkeypatch):
+        syncs = []
+        monkeypatch.setattr(os, "fdatasync", syncs.append)
+        with Journal.open(path, PAYLOAD, flush=FlushPolicy.BATCH) as j:
+            j.append(payloads(10))
+            assert len(journal.read(path).records) == 10    # visible to another reader now
+            assert (j.written_seq, j.synced_seq) == (10, 0)
+        assert syncs == []
+
+    def test_fsync_syncs_every_batch_before_append_returns(self, path, monkeypatch):
+        syncs = []
+        real = os.fdatasync
+        monkeypatch.setattr(os, "fdatasync", lambda fd: syncs.append(fd) or real(fd))
+        with Journal.open(path, PAYLOAD, flush=FlushPolicy.FSYNC) as j:
+            for i in range(3):
+                last = j.append(payloads(5, 5 * i))
+                assert j.synced_seq == last
+        assert len(syncs) == 3
+
+    def test_fsync_interval_syncs_in_the_background(self, path):
+        with Journal.open(path, PAYLOAD, flush=FlushPolicy.FSYNC_INTERVAL, fsync_interval_ms=5) as j:
+            last = j.append(payloads(10))
+            assert j.written_seq == last
+            deadline = time.monotonic() + 10
+            while j.synced_seq < last and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert j.synced_seq == last
+            last = j.append(payloads(3, 10))
+        assert j.synced_seq == last, "close() syncs what the interval had not yet"
+
+    def test_fsync_interval_needs_an_interval(self, path):
+        with pytest.raises(ValueError):
+            Journal.open(path, PAYLOAD, flush=FlushPolicy.FSYNC_INTERVAL)
+
+
+def test_cli_prints_a_summary(path, capsys):
+    write(path, [payloads(7)])
+    assert journal.main([str(path)]) == 0
+    assert "7 records, sequence 1..7" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+"""A synthetic run with realistic per-stage latency shapes, for the docs and the tests.
+
+Each simulated message walks the six venue stages; a stage's time is drawn
+from a log-normal body plus a rare tail (interrupts, cache misses, a book
+rebuild in Matching), TOTAL is the per-message sum plus the gaps between
+stamps, and the round trip adds the wire and the load generator's own stack.
+One interval carries a Matching stall, so the per-interval view has a spike.
+
+    python -m tools.report.example run.hlog && netio-report run.hlog --plot run.png
+"""
+import argparse
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from .hlog import header_lines, interval_line
+
+# stage tag: (median ns, log-normal sigma, tail probability, tail scale ns)
+SHAPES = {
+    "NetworkRX": (850, 0.20, 2e-4, 6_000),
+    "Deserialize": (160, 0.15, 1e-4, 1_000),
+    "Validation": (110, 0.15, 1e-4, 800),
+    "Matching": (1_400, 0.45, 1e-3, 9_000),
+    "Serialize": (190, 0.15, 1e-4, 900),
+    "NetworkTX": (1_000, 0.25, 3e-4, 5_000),
+}
+STAMP_GAP_NS = 40  # per hop: the time between one stage's end stamp and the next one's start
+WIRE_NS = 7_500  # load generator stack + loopback, both ways
+START_TIME_S = 1_763_000_000.0
+
+
+def new_histogram() -> HdrHistogram:
+    """1 ns to 10 s at 3 significant digits, as netio's telemetry records."""
+    return HdrHistogram(1, 10_000_000_000, 3)
+
+
+def record(hist: HdrHistogram, values: np.ndarray) -> None:
+    """Record many values at once: quantised to the histogram's resolution first,
+    so each distinct bucket costs one call."""
+    v = np.maximum(values.astype(np.int64), 1)
+    shift = np.maximum(np.floor(np.log2(v)).astype(np.int64) - 10, 0)
+    v = (v >> shift) << shift
+    for value, count in zip(*np.unique(v, return_counts=True)):
+        hist.record_value(int(value), int(count))
+
+
+def draw_stages(rng: np.random.Generator, n: int, stall: bool = False) -> dict[str, np.ndarray]:
+    """Per-message stage times (ns) for ``n`` messages, TOTAL and RoundTrip included."""
+    out = {}
+    for tag, (median, sigma, p_tail, tail) in SHAPES.items():
+        t = rng.lognormal(np.log(median), sigma, n)
+        hit = rng.random(n) < p_tail
+        t[hit] += rng.exponential(tail, hit.sum())
+        if stall and tag == "Matching":
+            hit = rng.random(n) < 0.02
+            t[hit] += rng.uniform(20_000, 60_000, hit.sum())
+        out[tag] = t
+    out["TOTAL"] = sum(out.values()) + STAMP_GAP_NS * (len(SHAPES) - 1)
+    out["RoundTrip"] = out["TOTAL"] + rng.lognormal(np.log(WIRE_NS), 0.15, n)
+    return out
+
+
+def write_example(path: str, intervals: int = 30, per_interval: int = 20_000, seed: int = 1,
+                  stall_at: int | None = 20, source: str | None = "open-loop") -> None:
+    """Write a tagged interval log of a synthetic run to ``path``."""
+    rng = np.random.default_rng(seed)
+    lines = header_lines(START_TIME_S, source)
+    for i in range(intervals):
+        for tag, values in draw_stages(rng, per_interval, stall=i == stall_at).items():
+            hist = new_histogram()
+            record(hist, values)
+            lines.append(interval_line(tag, float(i), 1.0, hist))
+    with open(path, "w", encoding="ascii") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", help="the .hlog file to write")
+    p.add_argument("--intervals", type=int, default=30)
+    p.add_argument("--per-interval", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    write_example(a.out, a.intervals, a.per_interval, a.seed)
+
+
+if __name__ == "__main__":
+    main()
