@@ -4,12 +4,12 @@
  *  - levels: one per tick inside each symbol's band (per side), addressed directly, with a
  *    bitmap per symbol-side to find the next non-empty level; prices outside the band use
  *    levels from an overflow pool kept in a sorted list per symbol-side (the slow path);
- *  - orders: a fixed pool with FIFO links inside their level and a free list;
+ *  - orders: a fixed pool of one-cache-line records, FIFO-linked inside their level, with
+ *    a free list;
  *  - a (client, token) open-addressing table for cancel/replace lookups.
  * Nothing is allocated here; a command that needs a slot that is not there is rejected.
  */
 #include <stdint.h>
-#include <string.h>
 #include <x86intrin.h>
 #include "matching.h"
 
@@ -39,7 +39,7 @@ struct out {
 struct taker {
     uint64_t ref, token;
     int32_t price;
-    uint32_t qty, client, group;
+    uint32_t qty, client, group, hash;
     uint16_t symbol;
     uint8_t side, stp, hidden;
 };
@@ -64,14 +64,15 @@ static inline struct event *emit(struct out *o, uint8_t kind)
 
 static inline struct event *emit_order(struct out *o, uint8_t kind, const struct book *b, int32_t i)
 {
+    const struct order *r = &b->orders[i];
     struct event *e = emit(o, kind);
-    e->ref = b->o_ref[i];
-    e->token = b->o_token[i];
-    e->client = b->o_client[i];
-    e->symbol = b->o_symbol[i];
-    e->side = b->o_side[i];
-    e->price = b->o_price[i];
-    e->leaves = b->o_qty[i];
+    e->ref = r->ref;
+    e->token = r->token;
+    e->client = r->client;
+    e->symbol = r->symbol;
+    e->side = r->side;
+    e->price = r->price;
+    e->leaves = r->qty;
     return e;
 }
 
@@ -110,38 +111,39 @@ static inline uint32_t h_hash(uint32_t client, uint64_t token)
     return (uint32_t)(x ^ (x >> 31));
 }
 
-static int32_t h_find(const struct book *b, uint32_t client, uint64_t token)
+static int32_t h_find(const struct book *b, uint32_t client, uint64_t token, uint32_t hash)
 {
-    for (uint32_t h = h_hash(client, token) & b->hash_mask;; h = (h + 1) & b->hash_mask) {
-        int32_t i = b->h_slot[h];
-        if (i < 0 || (b->o_token[i] == token && b->o_client[i] == client))
+    for (uint32_t h = hash & b->hash_mask;; h = (h + 1) & b->hash_mask) {
+        int32_t i = b->h_table[h].slot;
+        if (i < 0)
+            return -1;
+        if (b->h_table[h].hash == hash && b->orders[i].token == token && b->orders[i].client == client)
             return i;
     }
 }
 
 static void h_insert(struct book *b, int32_t i)
 {
-    uint32_t h = h_hash(b->o_client[i], b->o_token[i]) & b->hash_mask;
-    while (b->h_slot[h] >= 0)
+    uint32_t hash = b->orders[i].hash, h = hash & b->hash_mask;
+    while (b->h_table[h].slot >= 0)
         h = (h + 1) & b->hash_mask;
-    b->h_slot[h] = i;
+    b->h_table[h] = (struct hash_entry){ .slot = i, .hash = hash };
 }
 
 static void h_delete(struct book *b, int32_t i)
 {
-    uint32_t mask = b->hash_mask, hole = h_hash(b->o_client[i], b->o_token[i]) & mask;
-    while (b->h_slot[hole] != i)
+    uint32_t mask = b->hash_mask, hole = b->orders[i].hash & mask;
+    while (b->h_table[hole].slot != i)
         hole = (hole + 1) & mask;
     /* pull later members of the probe run back so lookups never stop at the hole */
-    for (uint32_t j = (hole + 1) & mask; b->h_slot[j] >= 0; j = (j + 1) & mask) {
-        int32_t k = b->h_slot[j];
-        uint32_t home = h_hash(b->o_client[k], b->o_token[k]) & mask;
+    for (uint32_t j = (hole + 1) & mask; b->h_table[j].slot >= 0; j = (j + 1) & mask) {
+        uint32_t home = b->h_table[j].hash & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
-            b->h_slot[hole] = k;
+            b->h_table[hole] = b->h_table[j];
             hole = j;
         }
     }
-    b->h_slot[hole] = -1;
+    b->h_table[hole].slot = -1;
 }
 
 /* ---- levels ----------------------------------------------------------------------- */
@@ -194,7 +196,7 @@ static inline int32_t pick_better(const struct book *b, int si, int32_t x, int32
         return y;
     if (y < 0)
         return x;
-    return better(si, b->lv_price[x], b->lv_price[y]) ? x : y;
+    return better(si, b->levels[x].price, b->levels[y].price) ? x : y;
 }
 
 /* The best level strictly worse than `price` (for walking a side without changing it). */
@@ -205,8 +207,8 @@ static int32_t next_worse(const struct book *b, uint32_t key, int32_t price)
     int32_t band = si ? band_best_from(b, key, rel + 1)
                       : (rel - 1 < 0 ? -1 : band_best_from(b, key, rel - 1));
     int32_t h = b->ovf_head[key];
-    while (h >= 0 && !better(si, price, b->lv_price[h]))
-        h = b->lv_next[h];
+    while (h >= 0 && !better(si, price, b->levels[h].price))
+        h = b->levels[h].next;
     return pick_better(b, si, band, h);
 }
 
@@ -219,8 +221,8 @@ static inline int in_band(const struct book *b, uint16_t symbol, int32_t price)
 static int32_t ovf_find(const struct book *b, uint32_t key, int32_t price)
 {
     int32_t h = b->ovf_head[key];
-    while (h >= 0 && b->lv_price[h] != price)
-        h = b->lv_next[h];
+    while (h >= 0 && b->levels[h].price != price)
+        h = b->levels[h].next;
     return h;
 }
 
@@ -239,34 +241,34 @@ static int32_t level_for(struct book *b, uint16_t symbol, int si, int32_t price)
     if (in_band(b, symbol, price)) {
         uint32_t i = (uint32_t)(price - b->band_lo[symbol]);
         lv = (int32_t)(key * b->band_ticks + i);
-        if (b->lv_count[lv])
+        if (b->levels[lv].count)
             return lv;
         b->bitmap[(uint64_t)key * b->band_words + (i >> 6)] |= 1ull << (i & 63);
     } else {
         int32_t prev = -1, h = b->ovf_head[key];
-        while (h >= 0 && better(si, b->lv_price[h], price)) {
+        while (h >= 0 && better(si, b->levels[h].price, price)) {
             prev = h;
-            h = b->lv_next[h];
+            h = b->levels[h].next;
         }
-        if (h >= 0 && b->lv_price[h] == price)
+        if (h >= 0 && b->levels[h].price == price)
             return h;
         lv = (int32_t)b->state[S_FREE_LEVEL];       /* checked by needs_missing_level */
-        b->state[S_FREE_LEVEL] = b->lv_next[lv];
+        b->state[S_FREE_LEVEL] = b->levels[lv].next;
         b->state[S_OUTSIDE]++;
-        b->lv_price[lv] = price;
-        b->lv_prev[lv] = prev;
-        b->lv_next[lv] = h;
+        b->levels[lv].price = price;
+        b->levels[lv].prev = prev;
+        b->levels[lv].next = h;
         if (h >= 0)
-            b->lv_prev[h] = lv;
+            b->levels[h].prev = lv;
         if (prev >= 0)
-            b->lv_next[prev] = lv;
+            b->levels[prev].next = lv;
         else
             b->ovf_head[key] = lv;
     }
-    b->lv_head[lv] = b->lv_tail[lv] = -1;
-    b->lv_qty[lv] = 0;
+    b->levels[lv].head = b->levels[lv].tail = -1;
+    b->levels[lv].qty = 0;
     int32_t best = b->best[key];
-    if (best < 0 || better(si, price, b->lv_price[best]))
+    if (best < 0 || better(si, price, b->levels[best].price))
         b->best[key] = lv;
     return lv;
 }
@@ -280,13 +282,13 @@ static void drop_level(struct book *b, uint32_t key, int32_t lv)
         b->bitmap[(uint64_t)key * b->band_words + (i >> 6)] &= ~(1ull << (i & 63));
         hint = i;                               /* nothing better than the best is left */
     } else {
-        if (b->lv_prev[lv] >= 0)
-            b->lv_next[b->lv_prev[lv]] = b->lv_next[lv];
+        if (b->levels[lv].prev >= 0)
+            b->levels[b->levels[lv].prev].next = b->levels[lv].next;
         else
-            b->ovf_head[key] = b->lv_next[lv];
-        if (b->lv_next[lv] >= 0)
-            b->lv_prev[b->lv_next[lv]] = b->lv_prev[lv];
-        b->lv_next[lv] = (int32_t)b->state[S_FREE_LEVEL];
+            b->ovf_head[key] = b->levels[lv].next;
+        if (b->levels[lv].next >= 0)
+            b->levels[b->levels[lv].next].prev = b->levels[lv].prev;
+        b->levels[lv].next = (int32_t)b->state[S_FREE_LEVEL];
         b->state[S_FREE_LEVEL] = lv;
         b->state[S_OUTSIDE]--;
         hint = si ? 0 : (int64_t)b->band_ticks - 1;
@@ -299,62 +301,64 @@ static void drop_level(struct book *b, uint32_t key, int32_t lv)
 
 static void unlink_order(struct book *b, int32_t i)
 {
-    int32_t lv = b->o_level[i], prev = b->o_prev[i], next = b->o_next[i];
-    uint32_t key = b->o_symbol[i] * 2u + side_index(b->o_side[i]);
+    int32_t lv = b->orders[i].level, prev = b->orders[i].prev, next = b->orders[i].next;
+    uint32_t key = b->orders[i].symbol * 2u + side_index(b->orders[i].side);
     if (prev >= 0)
-        b->o_next[prev] = next;
+        b->orders[prev].next = next;
     else
-        b->lv_head[lv] = next;
+        b->levels[lv].head = next;
     if (next >= 0)
-        b->o_prev[next] = prev;
+        b->orders[next].prev = prev;
     else
-        b->lv_tail[lv] = prev;
-    b->lv_qty[lv] -= b->o_qty[i];
+        b->levels[lv].tail = prev;
+    b->levels[lv].qty -= b->orders[i].qty;
     b->count[key]--;
-    if (--b->lv_count[lv] == 0)
+    if (--b->levels[lv].count == 0)
         drop_level(b, key, lv);
 }
 
 static void free_order(struct book *b, int32_t i)
 {
     h_delete(b, i);
-    b->o_flags[i] = 0;
-    b->o_next[i] = (int32_t)b->state[S_FREE_ORDER];
+    b->orders[i].flags = 0;
+    b->orders[i].next = (int32_t)b->state[S_FREE_ORDER];
     b->state[S_FREE_ORDER] = i;
     b->state[S_LIVE]--;
 }
 
-/* Put the taker on the book at the back of its level (the slot is known to exist). */
+/* Queue pool order i at the back of the level for its price and index its token. */
+static void place(struct book *b, int32_t i)
+{
+    struct order *r = &b->orders[i];
+    int si = side_index(r->side);
+    int32_t lv = level_for(b, r->symbol, si, r->price);
+    struct level *l = &b->levels[lv];
+    r->level = lv;
+    r->next = -1;
+    r->prev = l->tail;
+    if (l->tail >= 0)
+        b->orders[l->tail].next = i;
+    else
+        l->head = i;
+    l->tail = i;
+    l->count++;
+    l->qty += r->qty;
+    b->count[r->symbol * 2u + si]++;
+    h_insert(b, i);
+}
+
+/* Put the taker on the book (a free slot is known to exist). */
 static int32_t rest(struct book *b, const struct taker *t, uint64_t ts)
 {
-    int si = side_index(t->side);
     int32_t i = (int32_t)b->state[S_FREE_ORDER];
-    b->state[S_FREE_ORDER] = b->o_next[i];
+    b->state[S_FREE_ORDER] = b->orders[i].next;
     b->state[S_LIVE]++;
-    int32_t lv = level_for(b, t->symbol, si, t->price);
-    b->o_ref[i] = t->ref;
-    b->o_token[i] = t->token;
-    b->o_ts[i] = ts;
-    b->o_price[i] = t->price;
-    b->o_qty[i] = t->qty;
-    b->o_client[i] = t->client;
-    b->o_group[i] = t->group;
-    b->o_symbol[i] = t->symbol;
-    b->o_side[i] = t->side;
-    b->o_stp[i] = t->stp;
-    b->o_flags[i] = O_LIVE | (t->hidden ? F_HIDDEN : 0);
-    b->o_level[i] = lv;
-    b->o_next[i] = -1;
-    b->o_prev[i] = b->lv_tail[lv];
-    if (b->lv_tail[lv] >= 0)
-        b->o_next[b->lv_tail[lv]] = i;
-    else
-        b->lv_head[lv] = i;
-    b->lv_tail[lv] = i;
-    b->lv_count[lv]++;
-    b->lv_qty[lv] += t->qty;
-    b->count[t->symbol * 2u + si]++;
-    h_insert(b, i);
+    b->orders[i] = (struct order){
+        .ref = t->ref, .token = t->token, .ts = ts, .price = t->price, .qty = t->qty,
+        .client = t->client, .group = t->group, .hash = t->hash, .symbol = t->symbol,
+        .side = t->side, .stp = t->stp, .flags = O_LIVE | (t->hidden ? F_HIDDEN : 0),
+    };
+    place(b, i);
     return i;
 }
 
@@ -367,13 +371,13 @@ static void rest_displayed(struct book *b, struct out *o, const struct taker *t)
 
 static void cancel_resting(struct book *b, struct out *o, int32_t i, uint32_t shares, uint8_t reason)
 {
-    int hidden = b->o_flags[i] & F_HIDDEN;
-    b->o_qty[i] -= shares;
-    b->lv_qty[b->o_level[i]] -= shares;
+    int hidden = b->orders[i].flags & F_HIDDEN;
+    b->orders[i].qty -= shares;
+    b->levels[b->orders[i].level].qty -= shares;
     struct event *e = emit_order(o, E_CANCELED, b, i);
     e->qty = shares;
     e->reason = reason;
-    if (b->o_qty[i] == 0) {
+    if (b->orders[i].qty == 0) {
         unlink_order(b, i);
         if (!hidden)
             emit_order(o, E_DELETE, b, i);
@@ -403,17 +407,17 @@ static inline int stp_applies(const struct taker *t, uint32_t maker_group)
 static uint32_t fillable(const struct book *b, const struct taker *t, uint32_t needed)
 {
     uint32_t key = t->symbol * 2u + !side_index(t->side), remaining = t->qty, traded = 0;
-    for (int32_t lv = b->best[key]; lv >= 0; lv = next_worse(b, key, b->lv_price[lv])) {
-        if (!crosses(t->side, t->price, b->lv_price[lv]))
+    for (int32_t lv = b->best[key]; lv >= 0; lv = next_worse(b, key, b->levels[lv].price)) {
+        if (!crosses(t->side, t->price, b->levels[lv].price))
             break;
-        for (int32_t m = b->lv_head[lv]; m >= 0; m = b->o_next[m]) {
-            if (stp_applies(t, b->o_group[m])) {
+        for (int32_t m = b->levels[lv].head; m >= 0; m = b->orders[m].next) {
+            if (stp_applies(t, b->orders[m].group)) {
                 if (t->stp == STP_NEWEST || t->stp == STP_BOTH)
                     return traded;
                 if (t->stp == STP_DECREMENT)
-                    remaining -= min_u32(remaining, b->o_qty[m]);
+                    remaining -= min_u32(remaining, b->orders[m].qty);
             } else {
-                uint32_t fill = min_u32(remaining, b->o_qty[m]);
+                uint32_t fill = min_u32(remaining, b->orders[m].qty);
                 traded += fill;
                 remaining -= fill;
             }
@@ -430,24 +434,24 @@ static int take(struct book *b, struct out *o, struct taker *t)
     uint32_t key = t->symbol * 2u + !side_index(t->side);
     while (t->qty) {
         int32_t lv = b->best[key];
-        if (lv < 0 || !crosses(t->side, t->price, b->lv_price[lv]))
+        if (lv < 0 || !crosses(t->side, t->price, b->levels[lv].price))
             return 1;
-        int32_t m = b->lv_head[lv];
-        if (stp_applies(t, b->o_group[m])) {
+        int32_t m = b->levels[lv].head;
+        if (stp_applies(t, b->orders[m].group)) {
             uint32_t shares;
             switch (t->stp) {
             case STP_NEWEST:
                 cancel_taker(o, t, C_STP);
                 return 0;
             case STP_OLDEST:
-                cancel_resting(b, o, m, b->o_qty[m], C_STP);
+                cancel_resting(b, o, m, b->orders[m].qty, C_STP);
                 continue;
             case STP_BOTH:
-                cancel_resting(b, o, m, b->o_qty[m], C_STP);
+                cancel_resting(b, o, m, b->orders[m].qty, C_STP);
                 cancel_taker(o, t, C_STP);
                 return 0;
             default:                            /* STP_DECREMENT */
-                shares = min_u32(t->qty, b->o_qty[m]);
+                shares = min_u32(t->qty, b->orders[m].qty);
                 cancel_resting(b, o, m, shares, C_STP);
                 t->qty -= shares;
                 struct event *e = emit_taker(o, E_CANCELED, t);
@@ -458,23 +462,23 @@ static int take(struct book *b, struct out *o, struct taker *t)
                 continue;
             }
         }
-        uint32_t fill = min_u32(t->qty, b->o_qty[m]);
+        uint32_t fill = min_u32(t->qty, b->orders[m].qty);
         uint64_t match = (uint64_t)b->state[S_NEXT_MATCH]++;
         t->qty -= fill;
-        b->o_qty[m] -= fill;
-        b->lv_qty[lv] -= fill;
+        b->orders[m].qty -= fill;
+        b->levels[lv].qty -= fill;
         struct event *e = emit_taker(o, E_TRADE, t);
-        e->other_ref = b->o_ref[m];
-        e->other_token = b->o_token[m];
-        e->other_client = b->o_client[m];
-        e->other_leaves = b->o_qty[m];
+        e->other_ref = b->orders[m].ref;
+        e->other_token = b->orders[m].token;
+        e->other_client = b->orders[m].client;
+        e->other_leaves = b->orders[m].qty;
         e->match = match;
-        e->price = b->o_price[m];
+        e->price = b->orders[m].price;
         e->qty = fill;
-        e = emit_order(o, (b->o_flags[m] & F_HIDDEN) ? E_BOOK_TRADE : E_EXEC, b, m);
+        e = emit_order(o, (b->orders[m].flags & F_HIDDEN) ? E_BOOK_TRADE : E_EXEC, b, m);
         e->qty = fill;
         e->match = match;
-        if (b->o_qty[m] == 0) {
+        if (b->orders[m].qty == 0) {
             unlink_order(b, m);
             free_order(b, m);
         }
@@ -505,7 +509,8 @@ static uint32_t enter(struct book *b, struct out *o, const struct command *c)
         return reject(o, c, R_INVALID_MIN_QTY), 0;
     if (!market && c->price <= 0)
         return reject(o, c, R_INVALID_PRICE), 0;
-    if (h_find(b, c->client, c->token) >= 0)
+    uint32_t hash = h_hash(c->client, c->token);
+    if (h_find(b, c->client, c->token, hash) >= 0)
         return reject(o, c, R_DUPLICATE_TOKEN), 0;
     int may_rest = c->tif == DAY && !market;
     if (may_rest && b->state[S_FREE_ORDER] < 0)
@@ -514,7 +519,7 @@ static uint32_t enter(struct book *b, struct out *o, const struct command *c)
         return reject(o, c, R_LEVELS_FULL), 0;
     uint32_t okey = c->symbol * 2u + !si;
     int32_t best = b->best[okey];
-    if (post_only && best >= 0 && crosses(c->side, c->price, b->lv_price[best]))
+    if (post_only && best >= 0 && crosses(c->side, c->price, b->levels[best].price))
         return reject(o, c, R_WOULD_CROSS), 0;
     uint32_t room = taker_room(b, c->symbol, si);
     if (o->cap - o->n < room)
@@ -522,13 +527,13 @@ static uint32_t enter(struct book *b, struct out *o, const struct command *c)
 
     int64_t limit = c->price;
     if (market) {
-        int64_t base = best >= 0 ? b->lv_price[best] : b->ref_price[c->symbol];
+        int64_t base = best >= 0 ? b->levels[best].price : b->ref_price[c->symbol];
         limit = si ? base - b->collar[c->symbol] : base + b->collar[c->symbol];
         limit = limit < 1 ? 1 : (limit > PRICE_MAX ? PRICE_MAX : limit);
     }
     struct taker t = {
         .ref = (uint64_t)b->state[S_NEXT_REF]++, .token = c->token, .price = (int32_t)limit,
-        .qty = c->qty, .client = c->client, .group = c->stp_group, .symbol = c->symbol,
+        .qty = c->qty, .client = c->client, .group = c->stp_group, .hash = hash, .symbol = c->symbol,
         .side = c->side, .stp = c->stp, .hidden = (c->flags & F_HIDDEN) != 0,
     };
     emit_taker(o, E_ACCEPTED, &t)->qty = t.qty;
@@ -536,7 +541,7 @@ static uint32_t enter(struct book *b, struct out *o, const struct command *c)
     uint32_t needed = c->tif == FOK ? c->qty : c->min_qty;
     if (needed && fillable(b, &t, needed) < needed)
         return cancel_taker(o, &t, c->tif == FOK ? C_FOK : C_MIN_QTY), 0;
-    if (!take(b, o, &t))
+    if (!take(b, o, &t) || !t.qty)
         return 0;
     if (market)
         cancel_taker(o, &t, b->count[okey] ? C_COLLAR : C_IOC);
@@ -549,76 +554,95 @@ static uint32_t enter(struct book *b, struct out *o, const struct command *c)
 
 static uint32_t cancel(struct book *b, struct out *o, const struct command *c)
 {
-    int32_t i = h_find(b, c->client, c->token);
+    int32_t i = h_find(b, c->client, c->token, h_hash(c->client, c->token));
     if (i < 0)
         return reject(o, c, R_UNKNOWN_TOKEN), 0;
     if (o->cap - o->n < 2)
         return 2;
-    if (c->qty < b->o_qty[i])
-        cancel_resting(b, o, i, b->o_qty[i] - c->qty, C_USER);
+    if (c->qty < b->orders[i].qty)
+        cancel_resting(b, o, i, b->orders[i].qty - c->qty, C_USER);
     return 0;
 }
 
 static uint32_t replace(struct book *b, struct out *o, const struct command *c)
 {
-    int32_t i = h_find(b, c->client, c->token);
+    int32_t i = h_find(b, c->client, c->token, h_hash(c->client, c->token));
     if (i < 0)
         return reject(o, c, R_UNKNOWN_TOKEN), 0;
-    if (h_find(b, c->client, c->new_token) >= 0)
+    uint32_t hash = h_hash(c->client, c->new_token);
+    if (h_find(b, c->client, c->new_token, hash) >= 0)
         return reject(o, c, R_DUPLICATE_TOKEN), 0;
     if (c->qty == 0 || c->qty > b->max_qty)
         return reject(o, c, R_INVALID_QTY), 0;
     if (c->price <= 0)
         return reject(o, c, R_INVALID_PRICE), 0;
-    int si = side_index(b->o_side[i]);
-    int keep = c->price == b->o_price[i] && c->qty <= b->o_qty[i];
-    if (!keep && needs_missing_level(b, b->o_symbol[i], si, c->price))
+    struct order *r = &b->orders[i];
+    int si = side_index(r->side);
+    int keep = c->price == r->price && c->qty <= r->qty;
+    if (!keep && needs_missing_level(b, r->symbol, si, c->price))
         return reject(o, c, R_LEVELS_FULL), 0;
-    uint32_t room = taker_room(b, b->o_symbol[i], si);
+    uint32_t room = taker_room(b, r->symbol, si);
     if (o->cap - o->n < room)
         return room;
 
-    uint64_t old_ref = b->o_ref[i], old_token = b->o_token[i];
+    uint64_t old_ref = r->ref, old_token = r->token;
+    struct event *e;
     if (keep) {
-        uint32_t shrink = b->o_qty[i] - c->qty;
+        uint32_t shrink = r->qty - c->qty;
         h_delete(b, i);
-        b->o_token[i] = c->new_token;
+        r->token = c->new_token;
+        r->hash = hash;
         h_insert(b, i);
-        b->o_qty[i] = c->qty;
-        b->lv_qty[b->o_level[i]] -= shrink;
-        struct event *e = emit_order(o, E_REPLACED, b, i);
+        r->qty = c->qty;
+        b->levels[r->level].qty -= shrink;
+        e = emit_order(o, E_REPLACED, b, i);
         e->other_ref = old_ref;
         e->other_token = old_token;
         e->qty = c->qty;
-        if (shrink && !(b->o_flags[i] & F_HIDDEN))
+        if (shrink && !(r->flags & F_HIDDEN))
             emit_order(o, E_BOOK_CANCEL, b, i)->qty = shrink;
         return 0;
     }
 
-    struct taker t = {
-        .ref = (uint64_t)b->state[S_NEXT_REF]++, .token = c->new_token, .price = c->price,
-        .qty = c->qty, .client = b->o_client[i], .group = b->o_group[i],
-        .symbol = b->o_symbol[i], .side = b->o_side[i], .stp = b->o_stp[i],
-        .hidden = (b->o_flags[i] & F_HIDDEN) != 0,
-    };
-    int32_t old_price = b->o_price[i];
-    unlink_order(b, i);
-    free_order(b, i);
-    struct event *e = emit_taker(o, E_REPLACED, &t);
-    e->other_ref = old_ref;
-    e->other_token = old_token;
-    e->qty = t.qty;
-    int32_t best = b->best[t.symbol * 2u + !si];
-    if (best < 0 || !crosses(t.side, t.price, b->lv_price[best])) {
-        int32_t j = rest(b, &t, o->ts);
-        if (!t.hidden) {
-            e = emit_order(o, E_BOOK_REPLACE, b, j);
+    int32_t best = b->best[r->symbol * 2u + !si];
+    if (best < 0 || !crosses(r->side, c->price, b->levels[best].price)) {
+        /* the common move: same slot, new place in the queue */
+        unlink_order(b, i);
+        h_delete(b, i);
+        r->ref = (uint64_t)b->state[S_NEXT_REF]++;
+        r->token = c->new_token;
+        r->hash = hash;
+        r->price = c->price;
+        r->qty = c->qty;
+        r->ts = o->ts;
+        place(b, i);
+        e = emit_order(o, E_REPLACED, b, i);
+        e->other_ref = old_ref;
+        e->other_token = old_token;
+        e->qty = c->qty;
+        if (!(r->flags & F_HIDDEN)) {
+            e = emit_order(o, E_BOOK_REPLACE, b, i);
             e->other_ref = old_ref;
-            e->qty = t.qty;
+            e->qty = c->qty;
         }
         return 0;
     }
-    if (!t.hidden) {                /* the old order leaves the book; the new one trades */
+
+    /* crossing: the order leaves the book and trades as a taker first */
+    struct taker t = {
+        .ref = (uint64_t)b->state[S_NEXT_REF]++, .token = c->new_token, .price = c->price,
+        .qty = c->qty, .client = r->client, .group = r->group, .hash = hash,
+        .symbol = r->symbol, .side = r->side, .stp = r->stp,
+        .hidden = (r->flags & F_HIDDEN) != 0,
+    };
+    int32_t old_price = r->price;
+    unlink_order(b, i);
+    free_order(b, i);
+    e = emit_taker(o, E_REPLACED, &t);
+    e->other_ref = old_ref;
+    e->other_token = old_token;
+    e->qty = t.qty;
+    if (!t.hidden) {
         e = emit_taker(o, E_DELETE, &t);
         e->ref = old_ref;
         e->token = old_token;
@@ -636,11 +660,11 @@ static void cancel_in_symbol(struct book *b, struct out *o, uint16_t symbol, int
 {
     for (uint32_t key = symbol * 2u; key < symbol * 2u + 2; key++) {
         for (int32_t lv = b->best[key]; lv >= 0;) {
-            int32_t price = b->lv_price[lv];
-            for (int32_t i = b->lv_head[lv], next; i >= 0; i = next) {
-                next = b->o_next[i];
-                if (all || b->o_client[i] == client)
-                    cancel_resting(b, o, i, b->o_qty[i], reason);
+            int32_t price = b->levels[lv].price;
+            for (int32_t i = b->levels[lv].head, next; i >= 0; i = next) {
+                next = b->orders[i].next;
+                if (all || b->orders[i].client == client)
+                    cancel_resting(b, o, i, b->orders[i].qty, reason);
             }
             lv = next_worse(b, key, price);
         }
@@ -651,7 +675,7 @@ static uint32_t mass_cancel_client(struct book *b, struct out *o, const struct c
 {
     uint32_t orders = 0;
     for (uint32_t i = 0; i < b->pool_size; i++)
-        orders += (b->o_flags[i] & O_LIVE) && b->o_client[i] == c->client;
+        orders += (b->orders[i].flags & O_LIVE) && b->orders[i].client == c->client;
     if (o->cap - o->n < 2 * orders)
         return 2 * orders;
     for (uint32_t s = 0; s < b->symbols; s++)
@@ -704,10 +728,12 @@ uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
 {
     struct out o = { .ev = ev, .cap = cap };
     uint32_t k;
+    /* one stamp per command boundary: each command's cycles run from the stamp before it
+     * to the stamp after it */
+    uint64_t last = tsc ? stamp() : 0;
     *need = 0;
     for (k = 0; k < n; k++) {
         const struct command *c = &cmds[k];
-        uint64_t t0 = tsc ? stamp() : 0;
         o.cmd = k;
         o.ts = c->ts;
         uint32_t room = command(b, &o, c);
@@ -715,8 +741,11 @@ uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
             *need = room;
             break;
         }
-        if (tsc)
-            tsc[k] = stamp() - t0;
+        if (tsc) {
+            uint64_t now = stamp();
+            tsc[k] = now - last;
+            last = now;
+        }
     }
     *n_events = o.n;
     return k;

@@ -18,6 +18,30 @@ struct event {
     uint32_t qty, leaves, other_leaves, client, other_client, cmd;
     uint16_t symbol;
     uint8_t kind, side, reason;
+    uint8_t zero[7];     /* the dtype's tail padding, named so every write clears it */
+};
+
+/* One order of the pool (engine.book.ORDER_POOL_DTYPE): one cache line. */
+struct order {
+    uint64_t ref, token, ts;
+    int32_t price, next, prev, level;   /* next/prev: FIFO links (next: free list) */
+    uint32_t qty, client, group;
+    uint32_t hash;                      /* of (client, token), for the token table */
+    uint16_t symbol;
+    uint8_t side, flags, stp;
+};
+
+/* One price level (engine.book.LEVEL_DTYPE). */
+struct level {
+    int32_t price, head, tail, next, prev;   /* next/prev: overflow list (next: free list) */
+    uint32_t count;
+    uint64_t qty;
+};
+
+/* (client, token) -> order slot, -1 = empty entry (engine.book.HASH_DTYPE). */
+struct hash_entry {
+    int32_t slot;
+    uint32_t hash;
 };
 
 struct book {
@@ -25,25 +49,15 @@ struct book {
     uint32_t symbols, pool_size, band_ticks, band_words, max_qty;
     uint32_t hash_mask;            /* token table size - 1 (a power of two >= 2 * pool) */
     int32_t *band_lo, *ref_price, *collar;          /* per symbol */
-    /* counters, see STATE_* in matching.c / engine.book */
-    int64_t *state;
+    int64_t *state;                /* counters, see S_* in matching.c / engine.book */
     /* per symbol and side (index symbol * 2 + side, side 0 = buy) */
     int32_t *best;                 /* level id of the best level, -1 = empty */
     int32_t *ovf_head;             /* outside-band levels, sorted best first */
     uint32_t *count;               /* resting orders */
     uint64_t *bitmap;              /* band_words words each: bit i = level at band_lo + i */
-    /* levels: symbols * 2 * band_ticks band levels, then the overflow pool */
-    int32_t *lv_price, *lv_head, *lv_tail, *lv_next, *lv_prev;
-    uint32_t *lv_count;
-    uint64_t *lv_qty;
-    /* order pool */
-    uint64_t *o_ref, *o_token, *o_ts;
-    int32_t *o_price, *o_next, *o_prev, *o_level;
-    uint32_t *o_qty, *o_client, *o_group;
-    uint16_t *o_symbol;
-    uint8_t *o_side, *o_flags, *o_stp;
-    /* (client, token) -> order index, -1 = empty slot */
-    int32_t *h_slot;
+    struct level *levels;          /* symbols * 2 * band_ticks band levels, then overflow */
+    struct order *orders;
+    struct hash_entry *h_table;
 };
 
 /* Apply commands[0..n) in order, writing events into ev[0..cap). Stops before a command

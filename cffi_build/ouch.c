@@ -23,12 +23,11 @@ static int is_soup_type(uint8_t t)
 
 size_t ouch_scan(const uint8_t *buf, size_t len, int final, uint8_t data_type,
                  const uint16_t *msg_len,
-                 uint8_t *order_type, uint32_t *order_off, uint32_t *n_order,
-                 uint8_t *ctrl_type, uint32_t *ctrl_off, uint16_t *ctrl_len, uint32_t *n_ctrl,
-                 uint32_t *rejects)
+                 uint8_t *order_type, uint32_t *order_off, uint32_t *ctrl_off, uint32_t *stats)
 {
-    size_t pos = 0;
+    uint32_t *counts = stats + OUCH_STAT_COUNTS, *rejects = stats + OUCH_STAT_REJECTS;
     uint32_t no = 0, nc = 0;
+    size_t pos = 0;
 
     while (len - pos >= 2) {
         uint32_t length = (uint32_t)buf[pos] << 8 | buf[pos + 1];
@@ -43,10 +42,7 @@ size_t ouch_scan(const uint8_t *buf, size_t len, int final, uint8_t data_type,
         if (!is_soup_type(ptype)) {
             rejects[OUCH_R_UNKNOWN_PACKET_TYPE]++;
         } else if (ptype != data_type) {
-            ctrl_type[nc] = ptype;
-            ctrl_off[nc] = (uint32_t)pos;
-            ctrl_len[nc] = (uint16_t)(length + 2);
-            nc++;
+            ctrl_off[nc++] = (uint32_t)pos;
         } else if (length == 1 || msg_len[buf[pos + 3]] == 0) {
             rejects[OUCH_R_UNKNOWN_MESSAGE_TYPE]++;
         } else if (msg_len[buf[pos + 3]] != length - 1) {
@@ -54,6 +50,7 @@ size_t ouch_scan(const uint8_t *buf, size_t len, int final, uint8_t data_type,
         } else {
             order_type[no] = buf[pos + 3];
             order_off[no] = (uint32_t)(pos + 3);
+            counts[buf[pos + 3]]++;
             no++;
         }
         pos += 2 + length;
@@ -62,8 +59,8 @@ size_t ouch_scan(const uint8_t *buf, size_t len, int final, uint8_t data_type,
         rejects[OUCH_R_TRUNCATED_PACKET]++;
         pos = len;
     }
-    *n_order = no;
-    *n_ctrl = nc;
+    stats[OUCH_STAT_N_ORDER] = no;
+    stats[OUCH_STAT_N_CTRL] = nc;
     return pos;
 }
 
@@ -81,6 +78,15 @@ void ouch_gather(const uint8_t *buf, const uint8_t *order_type, const uint32_t *
     }
 }
 
+/* Copy one record behind its packet header; alpha bytes left NUL by numpy become spaces
+ * (mask[b] is 1 on alpha bytes). Branch-free and restrict so the loop vectorises. */
+static inline void put_record(uint8_t *restrict dst, const uint8_t *restrict rec,
+                              const uint8_t *restrict mask, size_t len)
+{
+    for (size_t b = 0; b < len; b++)
+        dst[b] = (uint8_t)(rec[b] | (((rec[b] == 0) & mask[b]) * ' '));
+}
+
 size_t ouch_encode(uint8_t *out, uint8_t packet_type,
                    const uint8_t *const *src, const uint16_t *msg_len,
                    const uint8_t *const *alpha_mask,
@@ -91,19 +97,13 @@ size_t ouch_encode(uint8_t *out, uint8_t packet_type,
     for (uint32_t k = 0; k < n; k++) {
         uint8_t t = order_type[k];
         uint16_t ml = msg_len[t];
-        const uint8_t *rec = src[t] + (size_t)order_index[k] * ml;
-        const uint8_t *mask = alpha_mask[t];
         uint16_t plen = (uint16_t)(ml + 1);
 
         p[0] = (uint8_t)(plen >> 8);
         p[1] = (uint8_t)plen;
         p[2] = packet_type;
+        put_record(p + 3, src[t] + (size_t)order_index[k] * ml, alpha_mask[t], ml);
         p[3] = t;                                   /* the type byte comes from the key */
-        for (uint16_t b = 1; b < ml; b++) {
-            uint8_t v = rec[b];
-            /* numpy pads short byte strings with NUL; alpha fields go out space-padded */
-            p[3 + b] = (v == 0 && mask[b]) ? ' ' : v;
-        }
         p += 3 + ml;
     }
     return (size_t)(p - out);

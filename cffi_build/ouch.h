@@ -12,16 +12,24 @@ enum {
     OUCH_R_COUNT
 };
 
+/* Layout of the stats array ouch_scan fills (zeroed by the caller). */
+enum {
+    OUCH_STAT_COUNTS = 0,           /* [256] messages per type byte */
+    OUCH_STAT_REJECTS = 256,        /* [OUCH_R_COUNT] drops per reason */
+    OUCH_STAT_N_ORDER = 256 + OUCH_R_COUNT,
+    OUCH_STAT_N_CTRL,
+    OUCH_STAT_SIZE
+};
+
 /* Walk a buffer of SoupBinTCP packets. Data packets of type `data_type` whose OUCH
- * message has its spec length (msg_len[type], 0 = no such type) go to order_*; other
- * SoupBinTCP packets to ctrl_*; the rest are counted in rejects[OUCH_R_*]. Output arrays
- * hold len / 3 + 1 entries. Returns the bytes consumed: an unfinished trailing packet is
- * left unless `final`, when it counts as truncated. */
+ * message has its spec length (msg_len[type], 0 = no such type) go to order_type /
+ * order_off (offset of the message); the offsets of other SoupBinTCP packets go to
+ * ctrl_off; the rest are counted as rejects. Output arrays hold len / 3 + 1 entries.
+ * Returns the bytes consumed: an unfinished trailing packet is left unless `final`,
+ * when it counts as truncated. */
 size_t ouch_scan(const uint8_t *buf, size_t len, int final, uint8_t data_type,
                  const uint16_t *msg_len,
-                 uint8_t *order_type, uint32_t *order_off, uint32_t *n_order,
-                 uint8_t *ctrl_type, uint32_t *ctrl_off, uint16_t *ctrl_len, uint32_t *n_ctrl,
-                 uint32_t *rejects);
+                 uint8_t *order_type, uint32_t *order_off, uint32_t *ctrl_off, uint32_t *stats);
 
 /* Copy each scanned message into the record array of its type (dst[type], sized by the
  * per-type counts) and write its index there to order_index. */

@@ -21,7 +21,12 @@ enum { RISK_CTR_LIVE = 0, RISK_CTR_MAX_ORDERS = 1, RISK_CTR_UNTRACKED = 2 };
 
 #define NANO 1000000000LL          /* one order's worth of bucket, in nano-orders */
 
-/* ---- the order table: (client, token) -> symbol, side, open shares ------------------- */
+/* ---- the order table: (client, token) -> symbol, side, open shares ------------------- *
+ * An entry is LIVE (the core has the order) or PENDING (an ENTER passed risk in this
+ * batch and awaits the core's verdict). A key has at most one entry of each kind: a
+ * REPLACE earlier in the batch may give a live order the token of a pending ENTER,
+ * which the core will then reject as a duplicate. */
+enum { T_EMPTY = 0, T_LIVE = 1, T_PENDING = 2, T_ANY = 3 };
 
 static uint64_t slot_of(uint32_t client, uint64_t token)
 {
@@ -33,18 +38,18 @@ static uint64_t slot_of(uint32_t client, uint64_t token)
     return h ^ (h >> 33);
 }
 
-static int64_t find(const struct risk_state *st, uint32_t client, uint64_t token)
+static int64_t find(const struct risk_state *st, uint32_t client, uint64_t token, uint8_t states)
 {
     for (uint64_t i = slot_of(client, token) & st->mask;; i = (i + 1) & st->mask) {
-        if (!st->t_used[i])
+        const struct risk_order *o = &st->table[i];
+        if (o->state == T_EMPTY)
             return -1;
-        if (st->t_token[i] == token && st->t_client[i] == client)
+        if ((o->state & states) && o->token == token && o->client == client)
             return (int64_t)i;
     }
 }
 
-/* The caller has checked the key is absent and the table below its order limit. */
-static int64_t insert(struct risk_state *st, uint32_t client, uint64_t token,
+static int64_t insert(struct risk_state *st, uint8_t state, uint32_t client, uint64_t token,
                       uint16_t symbol, uint8_t side, uint32_t leaves)
 {
     if (st->counters[RISK_CTR_LIVE] >= st->counters[RISK_CTR_MAX_ORDERS]) {
@@ -52,14 +57,10 @@ static int64_t insert(struct risk_state *st, uint32_t client, uint64_t token,
         return -1;
     }
     uint64_t i = slot_of(client, token) & st->mask;
-    while (st->t_used[i])
+    while (st->table[i].state != T_EMPTY)
         i = (i + 1) & st->mask;
-    st->t_used[i] = 1;
-    st->t_token[i] = token;
-    st->t_client[i] = client;
-    st->t_symbol[i] = symbol;
-    st->t_side[i] = side;
-    st->t_leaves[i] = leaves;
+    st->table[i] = (struct risk_order){ .token = token, .client = client, .leaves = leaves,
+                                        .symbol = symbol, .side = side, .state = state };
     st->counters[RISK_CTR_LIVE]++;
     return (int64_t)i;
 }
@@ -67,22 +68,13 @@ static int64_t insert(struct risk_state *st, uint32_t client, uint64_t token,
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
 static void erase(struct risk_state *st, uint64_t i)
 {
-    uint64_t j = i;
-    st->t_used[i] = 0;
-    for (;;) {
-        j = (j + 1) & st->mask;
-        if (!st->t_used[j])
-            break;
-        uint64_t home = slot_of(st->t_client[j], st->t_token[j]) & st->mask;
+    st->table[i].state = T_EMPTY;
+    for (uint64_t j = (i + 1) & st->mask; st->table[j].state != T_EMPTY; j = (j + 1) & st->mask) {
+        uint64_t home = slot_of(st->table[j].client, st->table[j].token) & st->mask;
         /* move j back into the hole at i unless its home lies cyclically in (i, j] */
         if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
-            st->t_used[i] = 1;
-            st->t_token[i] = st->t_token[j];
-            st->t_client[i] = st->t_client[j];
-            st->t_symbol[i] = st->t_symbol[j];
-            st->t_side[i] = st->t_side[j];
-            st->t_leaves[i] = st->t_leaves[j];
-            st->t_used[j] = 0;
+            st->table[i] = st->table[j];
+            st->table[j].state = T_EMPTY;
             i = j;
         }
     }
@@ -144,14 +136,14 @@ static uint8_t check_one(const struct risk_limits *lim, struct risk_state *st, c
         s = cmd->symbol;
         side = cmd->side;
         add = cmd->qty;
-        slot = find(st, c, cmd->token);
+        slot = find(st, c, cmd->token, T_ANY);
     } else {
-        int64_t i = find(st, c, cmd->token);
+        int64_t i = find(st, c, cmd->token, T_ANY);
         if (i < 0)
             return 0;              /* not live: the core rejects it as UNKNOWN_TOKEN */
-        s = st->t_symbol[i];
-        side = st->t_side[i];
-        add = (int64_t)cmd->qty - st->t_leaves[i];
+        s = st->table[i].symbol;
+        side = st->table[i].side;
+        add = (int64_t)cmd->qty - st->table[i].leaves;
         if (add < 0)
             add = 0;
     }
@@ -183,7 +175,7 @@ static uint8_t check_one(const struct risk_limits *lim, struct risk_state *st, c
     if (cmd->kind == K_ENTER && slot < 0) {
         if (st->counters[RISK_CTR_LIVE] >= st->counters[RISK_CTR_MAX_ORDERS])
             return R_OTHER;        /* no room to follow one more order */
-        insert(st, c, cmd->token, s, side, cmd->qty);
+        insert(st, T_PENDING, c, cmd->token, s, side, cmd->qty);
         h->entered = 1;
     }
     (side == S_BUY ? st->open_buy : st->open_sell)[cs] += add;
@@ -219,16 +211,17 @@ static int64_t *open_of(struct risk_state *st, uint8_t side, size_t cs)
 static void reduce(struct risk_state *st, uint32_t client, uint64_t token, uint32_t qty,
                    uint32_t leaves, int fill)
 {
-    int64_t i = find(st, client, token);
+    int64_t i = find(st, client, token, T_LIVE);
     if (i < 0) {
         st->counters[RISK_CTR_UNTRACKED]++;
         return;
     }
-    size_t cs = (size_t)client * st->n_symbols + st->t_symbol[i];
-    *open_of(st, st->t_side[i], cs) -= qty;
+    struct risk_order *o = &st->table[i];
+    size_t cs = (size_t)client * st->n_symbols + o->symbol;
+    *open_of(st, o->side, cs) -= qty;
     if (fill)
-        st->position[cs] += st->t_side[i] == S_BUY ? (int64_t)qty : -(int64_t)qty;
-    st->t_leaves[i] = leaves;
+        st->position[cs] += o->side == S_BUY ? (int64_t)qty : -(int64_t)qty;
+    o->leaves = leaves;
     if (leaves == 0)
         erase(st, (uint64_t)i);
 }
@@ -243,16 +236,24 @@ void risk_apply(struct risk_state *st, const void *cmds, const struct risk_hold 
         const struct command *c = &cmd[e->cmd];
         const struct risk_hold *h = &holds[e->cmd];
         switch (e->kind) {
-        case E_ACCEPTED:           /* an ENTER whose token was still live at check time */
-            if (!h->entered) {
+        case E_ACCEPTED:
+            if (h->entered) {
+                int64_t i = find(st, e->client, e->token, T_PENDING);
+                if (i >= 0)
+                    st->table[i].state = T_LIVE;
+                else
+                    st->counters[RISK_CTR_UNTRACKED]++;
+            } else if (e->client >= st->n_clients || e->symbol >= st->n_symbols) {
+                st->counters[RISK_CTR_UNTRACKED]++;
+            } else {               /* its token was taken at check time, and freed since */
                 int64_t *open = open_of(st, e->side, (size_t)e->client * st->n_symbols + e->symbol);
-                int tracked = insert(st, e->client, e->token, e->symbol, e->side, e->qty) >= 0;
+                int tracked = insert(st, T_LIVE, e->client, e->token, e->symbol, e->side, e->qty) >= 0;
                 *open += (tracked ? (int64_t)e->qty : 0) - h->qty;
             }
             break;
         case E_REJECTED:           /* release what check() reserved */
             if (h->entered) {
-                int64_t i = find(st, c->client, c->token);
+                int64_t i = find(st, c->client, c->token, T_PENDING);
                 if (i >= 0)
                     erase(st, (uint64_t)i);
             }
@@ -269,17 +270,16 @@ void risk_apply(struct risk_state *st, const void *cmds, const struct risk_hold 
             reduce(st, e->client, e->token, e->qty, e->leaves, 0);
             break;
         case E_REPLACED: {
-            int64_t i = find(st, e->client, e->other_token);
+            int64_t i = find(st, e->client, e->other_token, T_LIVE);
             if (i < 0) {
                 st->counters[RISK_CTR_UNTRACKED]++;
                 break;
             }
-            uint16_t s = st->t_symbol[i];
-            uint8_t side = st->t_side[i];
-            int64_t old = st->t_leaves[i];
+            struct risk_order old = st->table[i];
             erase(st, (uint64_t)i);
-            insert(st, e->client, e->token, s, side, e->qty);
-            *open_of(st, side, (size_t)e->client * st->n_symbols + s) += (int64_t)e->qty - old - h->qty;
+            insert(st, T_LIVE, e->client, e->token, old.symbol, old.side, e->qty);
+            *open_of(st, old.side, (size_t)e->client * st->n_symbols + old.symbol)
+                += (int64_t)e->qty - old.leaves - h->qty;
             break;
         }
         default:                   /* book events repeat what the order events said */

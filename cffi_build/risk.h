@@ -15,6 +15,15 @@ struct risk_limits {               /* swapped whole between batches, never edite
     const int64_t *burst;          /* [client] token bucket depth (orders) */
 };
 
+/* One order risk follows, a slot of the (client, token) table: 24 bytes, one probe. */
+struct risk_order {
+    uint64_t token;
+    uint32_t client, leaves;       /* leaves: open shares */
+    uint16_t symbol;
+    uint8_t side, state;           /* state: 0 empty, 1 live, 2 pending (see risk.c) */
+    uint32_t pad;
+};
+
 struct risk_state {
     uint32_t n_clients, n_symbols;
     int64_t *position, *open_buy, *open_sell;      /* [client][symbol] shares */
@@ -23,12 +32,8 @@ struct risk_state {
     uint64_t *bucket_ts;                           /* [client] ts of the last refill */
     const uint8_t *client_kill;                    /* [client] */
     const uint8_t *global_kill;                    /* [1] */
-    /* live orders by (client, token): linear probing, mask = size - 1 */
+    struct risk_order *table;                      /* linear probing, mask = size - 1 */
     uint64_t mask;
-    uint64_t *t_token;
-    uint32_t *t_client, *t_leaves;
-    uint16_t *t_symbol;
-    uint8_t *t_side, *t_used;
     int64_t *counters;                             /* RISK_CTR_* */
 };
 

@@ -23,6 +23,8 @@
 #define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFMASK 0x1fff
+#define ALL_HOSTS 0xe0000001        /* 224.0.0.1, where IGMP general queries go */
+#define IGMP_QUERY 0x11
 
 /* ---- wire headers, field for field ------------------------------------------------ */
 
@@ -115,7 +117,7 @@ enum stk_verdict {
     STK_TRUNCATED, STK_BAD_VLAN, STK_NOT_IPV4, STK_BAD_IP_HEADER, STK_BAD_LENGTH,
     STK_BAD_IP_CHECKSUM, STK_NOT_FOR_US, STK_FRAGMENT, STK_UNKNOWN_PROTOCOL,
     STK_BAD_UDP_CHECKSUM, STK_BAD_ICMP_CHECKSUM, STK_UNBOUND_PORT, STK_ARP_IGNORED,
-    STK_ICMP_IGNORED, STK_IGMP_IGNORED, STK_NO_REPLY_ROOM,
+    STK_ICMP_IGNORED, STK_IGMP_IGNORED, STK_BAD_IGMP_CHECKSUM, STK_NO_REPLY_ROOM,
     STK_N_VERDICTS
 };
 
@@ -124,7 +126,7 @@ static const char *const verdict_names[STK_N_VERDICTS] = {
     "truncated", "bad_vlan", "not_ipv4", "bad_ip_header", "bad_length",
     "bad_ip_checksum", "not_for_us", "fragment", "unknown_protocol",
     "bad_udp_checksum", "bad_icmp_checksum", "unbound_port", "arp_ignored",
-    "icmp_ignored", "igmp_ignored", "no_reply_room",
+    "icmp_ignored", "igmp_ignored", "bad_igmp_checksum", "no_reply_room",
 };
 
 const char *stk_verdict_name(unsigned v)
@@ -193,6 +195,9 @@ static int mac_accepted(const struct stk_config *c, const uint8_t *dst)
     if (dst[0] != 0x01 || dst[1] != 0x00 || dst[2] != 0x5e)
         return 0;
     uint8_t m[6];
+    multicast_mac(ALL_HOSTS, m);
+    if (c->n_groups && !memcmp(dst, m, 6))
+        return 1;                   /* IGMP queries, while we have memberships to report */
     for (uint32_t g = 0; g < c->n_groups; g++) {
         multicast_mac(c->groups[g], m);
         if (!memcmp(dst, m, 6))
@@ -239,6 +244,8 @@ static void put_ipv4(uint8_t *out, struct stk_config *c, uint8_t tos, uint16_t f
     ip->csum = csum_fold(csum_add(out, sizeof *ip, 0));
 }
 
+uint32_t stk_build_igmp(struct stk_config *cfg, uint32_t group, int leave, uint8_t *out);
+
 /* ---- receive ---------------------------------------------------------------------- */
 
 struct rx_ctx {
@@ -250,13 +257,20 @@ struct rx_ctx {
     uint64_t rcap, rused;
     int64_t *roff;
     uint32_t *rlen;
-    uint32_t n_replies;
+    uint32_t rmax, n_replies;
 };
 
-/* Room for a reply of size bytes, or NULL when the reply buffer is full. */
+/* Room for `count` replies of up to size bytes each, or NULL when the reply buffer is full. */
+static uint8_t *reply_room_n(struct rx_ctx *x, size_t size, uint32_t count)
+{
+    if (x->n_replies + count > x->rmax || x->rused + size * count > x->rcap)
+        return NULL;
+    return x->rbuf + x->rused;
+}
+
 static uint8_t *reply_room(struct rx_ctx *x, size_t size)
 {
-    return x->rused + size <= x->rcap ? x->rbuf + x->rused : NULL;
+    return reply_room_n(x, size, 1);
 }
 
 static void reply_commit(struct rx_ctx *x, size_t size)
@@ -357,6 +371,27 @@ static int rx_udp(struct rx_ctx *x, const struct l2_info *l2, const struct ipv4_
     return STK_DELIVERED;
 }
 
+/* IGMP membership queries (general, or for one of our groups) are answered at once with
+ * IGMPv2 reports, so that snooping switches keep forwarding our groups to us. */
+static int rx_igmp(struct rx_ctx *x, const struct ipv4_hdr *ip, const uint8_t *p, size_t n)
+{
+    if (n < sizeof(struct igmpv2))
+        return STK_TRUNCATED;
+    if (csum_fold(csum_add(p, n, 0)) != 0)
+        return STK_BAD_IGMP_CHECKSUM;
+    const struct igmpv2 *q = (const struct igmpv2 *)p;
+    uint32_t group = ntohl(q->group);
+    if (q->type != IGMP_QUERY || (group && (group != ntohl(ip->dst) || !joined(x->cfg, group))))
+        return STK_IGMP_IGNORED;    /* others' reports and leaves, or a query that is not ours */
+    uint32_t reports = group ? 1 : x->cfg->n_groups;
+    if (!reply_room_n(x, 64, reports))
+        return STK_NO_REPLY_ROOM;
+    for (uint32_t g = 0; g < x->cfg->n_groups; g++)
+        if (!group || x->cfg->groups[g] == group)
+            reply_commit(x, stk_build_igmp(x->cfg, x->cfg->groups[g], 0, reply_room(x, 64)));
+    return STK_REPLIED;
+}
+
 static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t frame, int64_t frame_off)
 {
     struct l2_info l2 = {(const struct eth_hdr *)f, sizeof(struct eth_hdr), 0, 0};
@@ -395,7 +430,8 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
     if (csum_fold(csum_add(p, ihl, 0)) != 0)
         return STK_BAD_IP_CHECKSUM;
     uint32_t dst = ntohl(ip->dst);
-    if (dst != x->cfg->ip && !(is_multicast_ip(dst) && joined(x->cfg, dst)))
+    if (dst != x->cfg->ip && !(is_multicast_ip(dst) && joined(x->cfg, dst))
+        && !(dst == ALL_HOSTS && ip->proto == IPPROTO_IGMP && x->cfg->n_groups))
         return STK_NOT_FOR_US;
     if (ntohs(ip->frag) & (IP_MF | IP_OFFMASK))
         return STK_FRAGMENT;
@@ -407,7 +443,7 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
     case IPPROTO_ICMP:
         return rx_icmp(x, &l2, ip, l4, l4len);
     case IPPROTO_IGMP:
-        return STK_IGMP_IGNORED;    /* other members' reports and leaves for our groups */
+        return rx_igmp(x, ip, l4, l4len);
     default:
         return STK_UNKNOWN_PROTOCOL;
     }
@@ -415,14 +451,15 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
 
 /* Classifies n frames (buf + off[i], len[i] bytes): verdict[i] for each, delivered
  * datagrams into dg (room for n), replies packed into rbuf (rcap bytes) at roff/rlen
- * (room for n). Adds every verdict to counts[STK_N_VERDICTS]. Returns the datagram count. */
+ * (room for rmax; a general IGMP query is answered with one report per group).
+ * Adds every verdict to counts[STK_N_VERDICTS]. Returns the datagram count. */
 uint32_t stk_process(struct stk_config *cfg, const uint8_t *bound,
                      const uint8_t *buf, const int64_t *off, const uint32_t *len, uint32_t n,
                      uint8_t *verdict, struct stk_datagram *dg,
-                     uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t *n_replies,
-                     uint64_t *counts)
+                     uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t rmax,
+                     uint32_t *n_replies, uint64_t *counts)
 {
-    struct rx_ctx x = {cfg, bound, dg, 0, rbuf, rcap, 0, roff, rlen, 0};
+    struct rx_ctx x = {cfg, bound, dg, 0, rbuf, rcap, 0, roff, rlen, rmax, 0};
     for (uint32_t i = 0; i < n; i++) {
         int v = rx_frame(&x, buf + off[i], len[i], i, off[i]);
         verdict[i] = (uint8_t)v;
@@ -437,13 +474,16 @@ uint32_t stk_process(struct stk_config *cfg, const uint8_t *bound,
 #define UDP_MAX_PAYLOAD (65535 - sizeof(struct ipv4_hdr) - sizeof(struct udp_hdr))
 
 /* Writes n Ethernet/IPv4/UDP frames carrying the payloads (pbuf + poff[i], plen[i]) to
- * dst_ip[i]:dst_port[i] from our address and src_port[i], packed into obuf (ocap bytes)
- * at ooff/olen. A multicast destination gets its group MAC, else dst_mac[6*i]. Stops
- * at the first payload that is too big or does not fit; returns the frames written. */
+ * dst_ip:dst_port from our address and src_port, packed into obuf (ocap bytes) at
+ * ooff/olen. Each of dst_mac (6 bytes a frame), dst_ip, dst_port and src_port holds
+ * one value per frame (its step is 1) or one for all (step 0). A multicast
+ * destination gets its group MAC instead of dst_mac. Stops at the first payload that
+ * is too big or does not fit; returns the frames written. */
 uint32_t stk_build_udp(struct stk_config *cfg,
                        const uint8_t *pbuf, const int64_t *poff, const uint32_t *plen, uint32_t n,
-                       const uint8_t *dst_mac, const uint32_t *dst_ip,
-                       const uint16_t *dst_port, const uint16_t *src_port,
+                       const uint8_t *dst_mac, uint32_t mac_step, const uint32_t *dst_ip, uint32_t ip_step,
+                       const uint16_t *dst_port, uint32_t dport_step,
+                       const uint16_t *src_port, uint32_t sport_step,
                        uint8_t *obuf, uint64_t ocap, int64_t *ooff, uint32_t *olen)
 {
     const int tagged = cfg->vlan != 0;
@@ -456,20 +496,21 @@ uint32_t stk_build_udp(struct stk_config *cfg,
         if (pl > UDP_MAX_PAYLOAD || used + hdrs + pl > ocap)
             break;
         uint8_t *out = obuf + used;
+        uint32_t ip_dst = dst_ip[i * ip_step];
         uint8_t mac[6];
-        int mcast = is_multicast_ip(dst_ip[i]);
+        int mcast = is_multicast_ip(ip_dst);
         if (mcast)
-            multicast_mac(dst_ip[i], mac);
+            multicast_mac(ip_dst, mac);
         else
-            memcpy(mac, dst_mac + 6 * (size_t)i, 6);
+            memcpy(mac, dst_mac + 6 * (size_t)i * mac_step, 6);
         size_t h = put_eth(out, mac, cfg->mac, tagged, cfg->vlan, ETH_P_IPV4);
         size_t ulen = sizeof(struct udp_hdr) + pl;
         put_ipv4(out + h, cfg, 0, IP_DF, mcast ? cfg->mcast_ttl : cfg->ttl, IPPROTO_UDP,
-                 cfg->ip, dst_ip[i], ulen);
+                 cfg->ip, ip_dst, ulen);
         const struct ipv4_hdr *ip = (const struct ipv4_hdr *)(out + h);
         struct udp_hdr *u = (struct udp_hdr *)(out + h + sizeof *ip);
-        u->sport = htons(src_port[i]);
-        u->dport = htons(dst_port[i]);
+        u->sport = htons(src_port[i * sport_step]);
+        u->dport = htons(dst_port[i * dport_step]);
         u->len = htons((uint16_t)ulen);
         u->csum = 0;
         memcpy((uint8_t *)u + sizeof *u, pbuf + poff[i], pl);

@@ -39,13 +39,14 @@ ffibuilder.cdef("""
     uint32_t stk_process(struct stk_config *cfg, const uint8_t *bound,
                          const uint8_t *buf, const int64_t *off, const uint32_t *len, uint32_t n,
                          uint8_t *verdict, struct stk_datagram *dg,
-                         uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t *n_replies,
-                         uint64_t *counts);
+                         uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t rmax,
+                         uint32_t *n_replies, uint64_t *counts);
 
     uint32_t stk_build_udp(struct stk_config *cfg,
                            const uint8_t *pbuf, const int64_t *poff, const uint32_t *plen, uint32_t n,
-                           const uint8_t *dst_mac, const uint32_t *dst_ip,
-                           const uint16_t *dst_port, const uint16_t *src_port,
+                           const uint8_t *dst_mac, uint32_t mac_step, const uint32_t *dst_ip, uint32_t ip_step,
+                           const uint16_t *dst_port, uint32_t dport_step,
+                           const uint16_t *src_port, uint32_t sport_step,
                            uint8_t *obuf, uint64_t ocap, int64_t *ooff, uint32_t *olen);
 
     uint32_t stk_build_igmp(struct stk_config *cfg, uint32_t group, int leave, uint8_t *out);

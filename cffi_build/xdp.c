@@ -19,6 +19,8 @@
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
+#include "xdp_api.h"
+
 #ifndef SO_PREFER_BUSY_POLL
 #define SO_PREFER_BUSY_POLL 69
 #endif
@@ -213,16 +215,21 @@ uint32_t nx_rx_burst(struct nx_xsk *x, uint32_t max, int64_t *offsets, uint32_t 
     return n;
 }
 
-/* Give received frames back to the kernel through the fill ring. */
+/* Give received frames back to the kernel through the fill ring; offsets outside the
+ * receive half of the UMEM (a caller's mistake) are skipped, never handed to the kernel. */
 void nx_release(struct nx_xsk *x, const int64_t *offsets, uint32_t n)
 {
     uint32_t idx = 0;
     /* Every receive frame fits in the fill ring at once, so this reserve cannot fall short. */
     uint32_t got = xsk_ring_prod__reserve(&x->fq, n, &idx);
     uint64_t mask = ~(uint64_t)(x->frame_size - 1);
+    uint64_t limit = (uint64_t)x->rx_frames * x->frame_size;
+    uint32_t k = 0;
     for (uint32_t i = 0; i < got; i++)
-        *xsk_ring_prod__fill_addr(&x->fq, idx + i) = (uint64_t)offsets[i] & mask;
-    xsk_ring_prod__submit(&x->fq, got);
+        if ((uint64_t)offsets[i] < limit)
+            *xsk_ring_prod__fill_addr(&x->fq, idx + k++) = (uint64_t)offsets[i] & mask;
+    x->fq.cached_prod -= got - k;   /* un-reserve the skipped entries (libxdp has no prod cancel) */
+    xsk_ring_prod__submit(&x->fq, k);
 }
 
 static void reclaim(struct nx_xsk *x)
@@ -298,4 +305,16 @@ int nx_kernel_stats(struct nx_xsk *x, struct xdp_statistics *out)
     socklen_t len = sizeof(*out);
     memset(out, 0, sizeof(*out));
     return getsockopt(x->fd, SOL_XDP, XDP_STATISTICS, out, &len) ? errno : 0;
+}
+
+static const struct nx_burst_api api = {
+    .version = NX_API_VERSION,
+    .rx_burst = nx_rx_burst,
+    .release = nx_release,
+    .tx_burst = nx_tx_burst,
+};
+
+const struct nx_burst_api *nx_api(void)
+{
+    return &api;
 }

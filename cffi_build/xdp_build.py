@@ -36,6 +36,8 @@ ffibuilder.cdef("""
     void nx_counters(struct nx_xsk *x, struct nx_counters *out);
     int nx_kernel_stats(struct nx_xsk *x, struct xdp_statistics *out);
     const char *nx_last_log(void);
+    struct nx_burst_api;
+    const struct nx_burst_api *nx_api(void);
 
     #define XDP_FLAGS_SKB_MODE ...
     #define XDP_FLAGS_DRV_MODE ...

@@ -39,7 +39,9 @@ BOOK_TRADE   P: ref (hidden maker), side (maker's), qty, price, match
 ===========  =====================================================================
 
 Every event carries ``ts`` (the command's timestamp) and ``cmd`` (index of the command in
-the batch passed to ``run``), so replies can be routed back without a lookup.
+the batch passed to ``run``), so replies can be routed back without a lookup. ITCH C
+(executed with price) never occurs: every trade prints at the resting order's price.
+Displayed quantity is all or nothing (``Flag.HIDDEN``); there are no reserve orders.
 """
 from enum import IntEnum
 

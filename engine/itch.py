@@ -11,11 +11,16 @@ the ``message_type`` byte.  Conventions of the spec carried over unchanged:
 * the timestamp (ns since midnight) is 6 bytes on the wire and so is the ``timestamp``
   field: a ``(high >u2, low >u4)`` pair; ``timestamps()`` / ``set_timestamps()`` convert.
 
+numpy hands back native-endian copies from some operations (``np.concatenate``): pass
+``dtype=DTYPES[t]`` to keep wire images; ``encode`` casts such arrays back by itself.
+
 Streams (a MoldUDP64 payload's message blocks, or an ITCH file) are messages each preceded
 by a 2-byte big-endian length.  ``decode`` splits one into per-type arrays plus the arrival
-order; ``encode`` is its exact inverse.  The bulk path never raises on bad input: it keeps
-what is valid and counts the rest in ``ItchBatch.rejects`` by reason.  The per-message API
-(``pack``, ``unpack``, ``iter_unpack``) raises ``ItchError`` naming the offset and the rule.
+order; ``encode`` is its exact inverse.  ``decode_views`` takes unframed message bodies at
+given offsets and lengths in a buffer instead (the MoldUDP64 decoder's output).  The bulk
+path never raises on bad input: it keeps what is valid and counts the rest in
+``ItchBatch.rejects`` by reason.  The per-message API (``pack``, ``unpack``,
+``iter_unpack``) raises ``ItchError`` naming the offset and the rule.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from engine._itch import ffi, lib
 
 __all__ = [
     "LENGTHS", "DTYPES", "NAMES", "PRICE_DECIMALS", "REJECT_REASONS", "TIMESTAMP", "ORDER_DTYPE",
-    "ItchError", "ItchBatch", "decode", "encode", "pack", "unpack", "iter_unpack",
+    "ItchError", "ItchBatch", "decode", "decode_views", "encode", "pack", "unpack", "iter_unpack",
     "new_array", "timestamps", "set_timestamps",
 ]
 
@@ -134,32 +139,40 @@ PRICE_DECIMALS: dict[str, int] = {name: int(kind[1]) for _, body in _SPEC.values
 """Price field name -> implied decimal places (4 for Price(4), 8 for the MWCB levels)."""
 
 REJECT_REASONS = ("truncated", "length_mismatch", "unknown_type", "empty")
-"""Why the bulk decoder drops a framed message (``ItchBatch.rejects`` keys, C enum order):
-truncated -- length prefix or body runs past the end of the buffer (ends the walk);
-length_mismatch -- a known type whose length prefix is not the spec length (too short or oversized);
+"""Why the bulk decoders drop a message (``ItchBatch.rejects`` keys, in the C enum's order):
+truncated -- a length prefix or body runs past the end of the buffer (ends a framed walk),
+    or a view lies outside its buffer;
+length_mismatch -- a known type whose length is not its spec length (too short or oversized);
 unknown_type -- the type byte is not an ITCH 5.0 message type;
-empty -- a zero length prefix."""
+empty -- a zero length."""
 
 _LEN_TABLE = np.zeros(256, np.uint8)
 for _t, _n in LENGTHS.items():
     _LEN_TABLE[ord(_t)] = _n
 _C_LENGTHS = ffi.from_buffer("uint8_t[]", _LEN_TABLE)
 
+_EMPTY = {t: np.empty(0, dt) for t, dt in DTYPES.items()}
+for _a in _EMPTY.values():
+    _a.flags.writeable = False
+
 
 # --------------------------------------------------------------------------- bulk path
 
-@dataclass
+@dataclass(eq=False)
 class ItchBatch:
     """Decoded messages: one wire-image array per type plus the arrival order.
 
     ``messages`` has an array (possibly empty) for every type in ``LENGTHS``; ``order``
-    has one ``ORDER_DTYPE`` entry per message; ``rejects`` counts dropped framed messages
-    by reason (every reason in ``REJECT_REASONS`` present).
+    has one ``ORDER_DTYPE`` entry per message; ``rejects`` counts dropped messages by
+    reason (every reason in ``REJECT_REASONS`` present).  Decoded arrays are views into
+    one block per decode call (copy an array to keep it without the rest).
     """
 
     messages: dict[str, np.ndarray]
     order: np.ndarray
     rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    source: np.ndarray | None = None
+    """From ``decode_views``: per message, the index of the view it came from (uint32)."""
 
     @classmethod
     def from_messages(cls, messages: dict[str, np.ndarray]) -> ItchBatch:
@@ -168,9 +181,20 @@ class ItchBatch:
         order = np.empty(sum(sizes), ORDER_DTYPE)
         order["type"] = np.repeat(np.array([ord(t) for t in messages], np.uint8), sizes)
         order["index"] = np.concatenate([np.arange(n, dtype=np.uint32) for n in sizes] or [[]])
-        full = {t: np.empty(0, dt) for t, dt in DTYPES.items()}
-        full.update(messages)
-        return cls(full, order)
+        return cls({**_EMPTY, **messages}, order)
+
+    def __eq__(self, other: object) -> bool:
+        """Same messages byte for byte in the same order, same rejects and sources."""
+        if not isinstance(other, ItchBatch):
+            return NotImplemented
+        def wire(batch: ItchBatch, t: str) -> bytes:
+            return np.ascontiguousarray(batch.messages.get(t, _EMPTY[t]), DTYPES[t]).tobytes()
+        def trace(source) -> list | None:
+            return None if source is None else np.asarray(source).tolist()
+        return (self.rejects == other.rejects and trace(self.source) == trace(other.source)
+                and np.ascontiguousarray(self.order, ORDER_DTYPE).tobytes()
+                == np.ascontiguousarray(other.order, ORDER_DTYPE).tobytes()
+                and all(wire(self, t) == wire(other, t) for t in DTYPES))
 
     @property
     def count(self) -> int:
@@ -183,7 +207,8 @@ class ItchBatch:
 
     def to_records(self) -> list[dict]:
         """Per-message dicts (as ``unpack`` returns them) in arrival order; slow, for tests."""
-        return [unpack(self.messages[chr(t)][i].tobytes()) for t, i in self.order.tolist()]
+        wire = {t: np.asarray(a, DTYPES[t]) for t, a in self.messages.items() if t in DTYPES}
+        return [unpack(wire[chr(t)][i].tobytes()) for t, i in self.order.tolist()]
 
 
 def _as_bytes_array(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -195,27 +220,64 @@ def _as_bytes_array(data: bytes | bytearray | memoryview | np.ndarray) -> np.nda
 def decode(data: bytes | bytearray | memoryview | np.ndarray) -> ItchBatch:
     """Split length-prefixed ITCH 5.0 messages into per-type arrays; never raises on bad bytes.
 
-    Two C passes: the first validates the framing and counts messages per type, the
-    second copies each valid message into its exactly-sized array and records the order.
+    A zero length prefix is an ``empty`` reject; a prefix or body running past the end of
+    the buffer is one ``truncated`` reject and ends the walk.
     """
     buf = _as_bytes_array(data)
     c_buf = ffi.from_buffer("uint8_t[]", buf)
+    return _two_pass(lambda *out: lib.itch_scan(c_buf, len(buf), _C_LENGTHS, *out),
+                     lambda *out: lib.itch_gather(c_buf, len(buf), _C_LENGTHS, *out))
+
+
+def decode_views(buffer: bytes | bytearray | memoryview | np.ndarray, offsets, lengths) -> ItchBatch:
+    """Decode message bodies (no length prefixes) lying at ``buffer[offsets[k]:offsets[k] + lengths[k]]``.
+
+    This is what the MoldUDP64 decoder hands over, so a burst of packets goes from the
+    receive buffer to per-type arrays in one C call with no reframing.  ``source`` of the
+    result gives each decoded message's view index.  A zero length is an ``empty``
+    reject, a view outside the buffer a ``truncated`` one; nothing raises on bad bytes.
+    """
+    buf = _as_bytes_array(buffer)
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    lengths = np.asarray(lengths)
+    if offsets.shape != lengths.shape or offsets.ndim != 1:
+        raise ValueError(f"offsets {offsets.shape} and lengths {lengths.shape} must be equal-length 1-d arrays")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > 0xFFFF):
+        raise ValueError("lengths must be 0 .. 65535 (a MoldUDP64 message block's length)")
+    lengths = np.ascontiguousarray(lengths, np.uint16)
+    c_buf, c_off = ffi.from_buffer("uint8_t[]", buf), ffi.from_buffer("int64_t[]", offsets)
+    c_len = ffi.from_buffer("uint16_t[]", lengths)
+    n = len(offsets)
+    return _two_pass(lambda *out: lib.itch_scan_views(c_buf, len(buf), c_off, c_len, n, _C_LENGTHS, *out),
+                     lambda *out: lib.itch_gather_views(c_buf, len(buf), c_off, c_len, n, _C_LENGTHS, *out),
+                     sourced=True)
+
+
+def _two_pass(scan, gather, sourced: bool = False) -> ItchBatch:
+    """Run a C scan (count per type, lay out one block) then a C gather (copy, record order).
+
+    The arrays of the types present are views into the one block, an allocation per call
+    cheap enough for a single packet; absent types share a read-only empty array.
+    """
     counts = np.zeros(256, np.uint64)
+    offsets = np.empty(257, np.uint64)
     rejects = np.zeros(len(REJECT_REASONS), np.uint64)
-    valid = lib.itch_scan(c_buf, len(buf), _C_LENGTHS, ffi.from_buffer("uint64_t[]", counts),
-                          ffi.from_buffer("uint64_t[]", rejects))
-    messages = {t: np.empty(int(counts[ord(t)]), dt) for t, dt in DTYPES.items()}
+    c_counts, c_offsets = ffi.from_buffer("uint64_t[]", counts), ffi.from_buffer("uint64_t[]", offsets)
+    valid = scan(c_counts, c_offsets, ffi.from_buffer("uint64_t[]", rejects))
+    block = np.empty(int(offsets[256]), np.uint8)
+    messages = dict(_EMPTY)
+    for code in np.flatnonzero(counts).tolist():
+        messages[chr(code)] = np.ndarray(int(counts[code]), DTYPES[chr(code)], block, int(offsets[code]))
     order = np.empty(valid, ORDER_DTYPE)
-    dst = ffi.new("uint8_t *[256]")
-    # The cdata views must outlive the C call that writes through dst.
-    keep = [ffi.from_buffer("uint8_t[]", a, require_writable=True) for a in messages.values()]
-    for t, ptr in zip(messages, keep):
-        dst[ord(t)] = ptr
-    placed = lib.itch_gather(c_buf, len(buf), _C_LENGTHS, dst, ffi.from_buffer("uint64_t[]", counts),
-                             ffi.from_buffer("uint8_t[]", order, require_writable=True), valid)
+    out = [ffi.from_buffer("uint8_t[]", block, require_writable=True), c_offsets, c_counts,
+           ffi.from_buffer("uint8_t[]", order, require_writable=True)]
+    source = np.empty(valid, np.uint32) if sourced else None
+    if sourced:
+        out.append(ffi.from_buffer("uint32_t[]", source, require_writable=True))
+    placed = gather(*out, valid)
     if placed != valid:  # only if the caller mutated the buffer while we read it
         raise RuntimeError(f"itch decode: buffer changed during decode ({placed} of {valid} placed)")
-    return ItchBatch(messages, order, dict(zip(REJECT_REASONS, map(int, rejects))))
+    return ItchBatch(messages, order, dict(zip(REJECT_REASONS, rejects.tolist())), source)
 
 
 def encode(batch: ItchBatch) -> bytes:
@@ -226,16 +288,20 @@ def encode(batch: ItchBatch) -> bytes:
     record's own message_type byte disagrees with the array it sits in.
     """
     order = np.ascontiguousarray(batch.order, dtype=ORDER_DTYPE)
-    total = int((_LEN_TABLE[order["type"]].astype(np.int64) + 2).sum())
+    total = int(_LEN_TABLE[order["type"]].sum(dtype=np.int64)) + 2 * len(order)
     out = np.empty(total, np.uint8)
     src = ffi.new("const uint8_t *[256]")
     counts = np.zeros(256, np.uint64)
-    keep = []  # the arrays and cdata views must outlive the C call that reads through src
+    keep = []  # the arrays must outlive the C call that reads through src
     for t, arr in batch.messages.items():
-        if t not in DTYPES or arr.dtype.names != DTYPES[t].names:
-            raise ItchError(f"encode: messages[{t!r}] must be an array of DTYPES[{t!r}], got {arr.dtype}")
-        # numpy operations such as concatenate hand back native-endian copies: cast back, exactly.
-        arr = np.ascontiguousarray(arr, dtype=DTYPES[t])
+        if len(arr) == 0:
+            continue
+        if arr.dtype != DTYPES.get(t):
+            if t not in DTYPES or arr.dtype.names != DTYPES[t].names:
+                raise ItchError(f"encode: messages[{t!r}] must be an array of DTYPES[{t!r}], got {arr.dtype}")
+            # numpy operations such as concatenate hand back native-endian copies: cast back, exactly.
+            arr = arr.astype(DTYPES[t])
+        arr = np.ascontiguousarray(arr)
         keep.append(arr)
         src[ord(t)] = ffi.from_buffer("uint8_t[]", arr)
         counts[ord(t)] = len(arr)
@@ -293,9 +359,13 @@ def pack(msg_type: str, **fields) -> bytes:
     """One message body (no length prefix).  Unset fields are zero, or spaces for alpha.
 
     Alpha values are str or bytes, at most the field width, space-padded on the right;
-    ``timestamp`` is nanoseconds since midnight; integers must fit their field.
+    ``timestamp`` is nanoseconds since midnight; integers must fit their field.  A
+    ``message_type`` keyword, if given, must agree: ``pack(d["message_type"], **d)`` with
+    ``d = unpack(body)`` gives ``body`` back.
     """
     dt = _dtype(msg_type, 0)
+    if fields.pop("message_type", msg_type) != msg_type:
+        raise ItchError(f"pack {msg_type!r}: message_type field says otherwise")
     parts = [msg_type.encode("latin-1")]
     for name in dt.names[1:]:
         spec = dt[name]

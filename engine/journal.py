@@ -1,7 +1,11 @@
-"""The journal: an append-only binary log of every command the matching core accepts.
+"""The journal: an append-only binary log of every inbound command, written before
+anything is acknowledged.
 
-Replaying it through the matching core rebuilds the same books, so it is both the
-venue's recovery log and its audit trail.
+A venue journals each batch after the risk check (so every command carries its
+verdict in ``risk``) and before replies leave; replaying the journal through the
+matching core (``RiskEngine.follow`` for the risk state) rebuilds the same books, so
+it is both the venue's recovery log and its audit trail. The format is generic: any
+fixed-size numpy record dtype can be journaled.
 
 File layout (all integers little-endian)::
 
@@ -146,7 +150,7 @@ class Contents:
     """A journal as read: its header, its good records, and any torn tail after them."""
 
     header: Header
-    records: np.ndarray          # record_dtype: seq, ts, payload, crc
+    records: np.ndarray          # record_dtype: seq, ts, payload, crc (read-only, file-mapped)
     torn_offset: int | None      # where the torn tail starts, None if the file ends cleanly
     torn_bytes: int
 
@@ -174,11 +178,15 @@ def read(path: str | os.PathLike, payload_dtype: np.dtype | None = None) -> Cont
     A torn tail is reported in the result, not raised.
     """
     path = Path(path)
-    raw = np.fromfile(path, np.uint8)
+    if path.stat().st_size == 0:
+        raise JournalError(f"{path}: empty file, not a journal")
+    raw = np.memmap(path, np.uint8, mode="r")     # a day's journal need not fit in memory twice
     header = Header.decode(path, raw[:1 << 16].tobytes())
     if payload_dtype is not None and (npformat.dtype_to_descr(np.dtype(payload_dtype))
                                       != npformat.dtype_to_descr(header.payload_dtype)):
         raise JournalError(f"{path}: records are {header.payload_dtype}, not {np.dtype(payload_dtype)}")
+    if len(raw) < header.header_len:
+        raise JournalError(f"{path}: file ends inside the journal header")
     rec = header.record_dtype
     n = (len(raw) - header.header_len) // rec.itemsize
     records = raw[header.header_len:header.header_len + n * rec.itemsize].view(rec)
@@ -196,7 +204,7 @@ def read(path: str | os.PathLike, payload_dtype: np.dtype | None = None) -> Cont
     kept = int(bad[0]) if len(bad) else n
     end = header.header_len + kept * rec.itemsize
     torn = len(raw) - end
-    return Contents(header, records[:kept].copy(), end if torn else None, torn)
+    return Contents(header, records[:kept], end if torn else None, torn)
 
 
 def replay(path: str | os.PathLike, apply: Callable[[np.ndarray], object],
@@ -227,8 +235,6 @@ class Journal:
         self._sync_lock = threading.Lock()
         self._syncer = None
         if flush is FlushPolicy.FSYNC_INTERVAL:
-            if fsync_interval_ms <= 0:
-                raise ValueError("FlushPolicy.FSYNC_INTERVAL needs fsync_interval_ms > 0")
             self._syncer = threading.Thread(target=self._sync_every, args=(fsync_interval_ms / 1000,),
                                             name=f"journal-fsync {path.name}", daemon=True)
             self._syncer.start()
@@ -243,6 +249,8 @@ class Journal:
         truncated and logged, and the result kept in ``.recovered``; appending
         carries on from the next sequence number.
         """
+        if flush is FlushPolicy.FSYNC_INTERVAL and fsync_interval_ms <= 0:
+            raise ValueError("FlushPolicy.FSYNC_INTERVAL needs fsync_interval_ms > 0")
         path = Path(path)
         payload_dtype = np.dtype(payload_dtype)
         recovered = None
@@ -253,6 +261,7 @@ class Journal:
                 log.warning("%s: torn tail of %d bytes at offset %d truncated (next sequence %d)",
                             path, recovered.torn_bytes, recovered.torn_offset, next_seq)
                 os.truncate(path, recovered.torn_offset)
+                _fsync(path)
         else:
             header, next_seq = Header.for_payload(payload_dtype, first_seq), first_seq
             _create(path, header.encode())
@@ -270,13 +279,20 @@ class Journal:
         The batch is one record array, sealed in one C call and written with one
         ``write``; ``ts`` (ns) defaults to the wall clock now.
         """
+        payload_dtype = self.header.payload_dtype
+        if payloads.dtype != payload_dtype:
+            raise TypeError(f"{self.path}: journals {payload_dtype} records, not {payloads.dtype}")
         n = len(payloads)
         if n == 0:
             return self._next_seq - 1
-        recs = np.empty(n, self.header.record_dtype)
+        rec = self.header.record_dtype
+        recs = np.empty(n, rec)
         recs["seq"] = np.arange(self._next_seq, self._next_seq + n, dtype=np.uint64)
         recs["ts"] = time.time_ns() if ts is None else ts
-        recs["payload"] = payloads
+        # A byte copy: numpy's field-by-field structured assignment is ~15x slower.
+        at = rec.fields["payload"][1]
+        recs.view(np.uint8).reshape(n, rec.itemsize)[:, at:at + payload_dtype.itemsize] = \
+            np.ascontiguousarray(payloads).view(np.uint8).reshape(n, payload_dtype.itemsize)
         _seal(recs)
         self._next_seq += n
         last = self._next_seq - 1
@@ -349,11 +365,16 @@ def _create(path: Path, header: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Make a file's (or a directory's) metadata durable: a truncation, a new entry."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,15 @@ decimals (never floats here); timestamps are nanoseconds since midnight (8 bytes
 
 'U' and 'M' name both an inbound and an outbound message (Replace Order / Replaced,
 Modify Order / Order Modified); their lengths differ, and the direction settles it.
-Price Correction ('K', OUCH 4.0/4.1) is not part of 4.2.
+Price Correction ('K', OUCH 4.0/4.1) is not part of 4.2. tests/test_tshark.py holds every
+layout and the reject/cancel code tables to tshark's own OUCH dissector.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -163,6 +164,7 @@ class RejectReason(_Code):
     INVALID_PRICE = "X", "Invalid price"
     INVALID_MINIMUM_QUANTITY = "N", "Invalid Minimum Quantity"
     OTHER = "O", "Other"
+    INVALID_MID_POINT_POST_ONLY_PRICE = "W", "Invalid Mid-point Post Only Price"
     REJECT_ALL_ENABLED = "a", "Reject All enabled"
     EASY_TO_BORROW = "b", "Easy to Borrow (ETB) reject"
     RESTRICTED_SYMBOL = "c", "Restricted symbol list reject"
@@ -224,6 +226,7 @@ class Display(_Code):
     RETAIL_ORDER_TYPE_1 = "O", "Retail Order Type 1"
     RETAIL_ORDER_TYPE_2 = "T", "Retail Order Type 2"
     RETAIL_PRICE_IMPROVEMENT = "Q", "Retail Price Improvement Order"
+    PRICE_TO_COMPLY_NON_DISPLAYED = "Z", "Entered as displayed but changed to non-displayed (outbound only)"
 
 
 class CrossType(_Code):
@@ -272,6 +275,50 @@ class BrokenTradeReason(_Code):
     CONSENT = "C", "Consent: the two parties mutually agreed to break the trade"
     SUPERVISORY = "S", "Supervisory: manually broken by a NASDAQ supervisory terminal"
     EXTERNAL = "X", "External: broken by an external third party"
+
+
+class TradeCorrectionReason(_Code):
+    """Reason field of the Trade Correction message ('F')."""
+
+    ADJUSTED_TO_NAV = "N", "Adjusted to NAV"
+
+
+class LiquidityFlag(_Code):
+    """Liquidity Flag of the execution messages ('E', 'G', 'F') and AIQ Canceled ('D')."""
+
+    ADDED = "A", "Added"
+    REMOVED = "R", "Removed"
+    OPENING_CROSS = "O", "Opening Cross"
+    OPENING_CROSS_IMBALANCE_ONLY = "M", "Opening Cross (imbalance-only)"
+    CLOSING_CROSS = "C", "Closing Cross"
+    CLOSING_CROSS_IMBALANCE_ONLY = "L", "Closing Cross (imbalance-only)"
+    HALT_IPO_CROSS = "H", "Halt/IPO Cross"
+    HALT_CROSS = "K", "Halt Cross"
+    HALT_CROSS_LULD_PILOT = "N", "Halt Cross, orders entered in pilot symbols during the LULD Trading Pause"
+    INTRADAY_POST_MARKET_CROSS = "I", "Intraday/Post-Market Cross"
+    NON_DISPLAYED_ADDING = "J", "Non-displayed adding liquidity"
+    ADDED_POST_ONLY = "W", "Added post-only"
+    REMOVED_AT_MIDPOINT = "m", "Removed liquidity at a midpoint"
+    ADDED_VIA_MIDPOINT = "k", "Added liquidity via a midpoint order"
+    SUPPLEMENTAL = "0", "Supplemental Order Execution"
+    DISPLAYED_IMPROVES_NBBO = "7", "Displayed, liquidity-adding order improves the NBBO"
+    DISPLAYED_SETS_QBBO = "8", "Displayed, liquidity-adding order sets the QBBO while joining the NBBO"
+    GROUP_A_ADDED_DISPLAYED = "4", "Added displayed liquidity in a Group A Symbol"
+    GROUP_A_ADDED_NON_DISPLAYED = "5", "Added non-displayed liquidity in a Group A Symbol"
+    GROUP_A_REMOVED = "6", "Removed liquidity in a Group A Symbol"
+    GROUP_A_ADDED_MIDPOINT = "g", "Added non-displayed mid-point liquidity in a Group A Symbol"
+    RETAIL_REMOVED = "d", "Retail designated execution that removed liquidity"
+    RETAIL_ADDED_DISPLAYED = "e", "Retail designated execution that added displayed liquidity"
+    RETAIL_ADDED_NON_DISPLAYED = "f", "Retail designated execution that added non-displayed liquidity"
+    RPI_PROVIDES = "j", "RPI (Retail Price Improving) order provides liquidity"
+    RETAIL_REMOVES_RPI = "r", "Retail Order removes RPI liquidity"
+    RETAIL_REMOVES_NON_DISPLAYED = "t", "Retail Order removes price improving non-displayed liquidity other than RPI"
+    SCIP_ADDED_DISPLAYED = "a", "Added displayed liquidity in a SCIP Symbol"
+    SCIP_IMPROVES_NBBO = "x", "Displayed, liquidity-adding order improves the NBBO in a SCIP Symbol"
+    SCIP_SETS_QBBO = "y", "Displayed, liquidity-adding order set the QBBO while joining the NBBO in a SCIP Symbol"
+    LULD_PILOT_IMPROVES_NBBO = "b", "Displayed, adding order improves the NBBO in a pilot symbol (LULD Pricing Pilot)"
+    LULD_PILOT_ADDED_DISPLAYED = "c", "Added displayed liquidity in a pilot symbol (LULD Pricing Pilot)"
+    LULD_PILOT_REMOVED = "h", "Removed liquidity in a pilot symbol (LULD Pricing Pilot)"
 
 
 class TimeInForce:
@@ -404,7 +451,10 @@ def to_price(dollars: str) -> int:
 
 
 class Reject(str, Enum):
-    """Why a packet of a burst was dropped (the bulk path counts these, never raises)."""
+    """Why a packet of a burst was dropped (the bulk path counts these, never raises).
+
+    The order is that of OUCH_R_* in cffi_build/ouch.h.
+    """
 
     EMPTY_PACKET = "empty_packet"                  # SoupBinTCP length 0: no type byte
     UNKNOWN_PACKET_TYPE = "unknown_packet_type"    # not one of the ten SoupBinTCP types
@@ -441,17 +491,32 @@ class Decoded:
         return len(self.order_type)
 
 
-def _tables(direction: str):
+@dataclass(frozen=True)
+class _Side:
+    """What the bulk paths need to know about one direction, computed once."""
+
+    direction: str
+    specs: dict[str, MessageSpec]
+    lengths: np.ndarray            # uint16[256]: wire length per type byte, 0 = none
+    data_type: int                 # SoupBinTCP packet type that carries OUCH: 'U' or 'S'
+    empty: dict[str, np.ndarray]   # a zero-length record array per type
+
+
+def _side(direction: str) -> _Side:
     specs = _TABLES[direction]
     lengths = np.zeros(256, np.uint16)
     for t, s in specs.items():
         lengths[ord(t)] = s.length
-    return specs, lengths
+    empty = {t: np.empty(0, s.dtype) for t, s in specs.items()}
+    return _Side(direction, specs, lengths, ord("U" if direction == "in" else "S"), empty)
 
 
-def _scan_python(buf: bytes, data_type: int, lengths: np.ndarray, final: bool):
+_SIDES = {d: _side(d) for d in _TABLES}
+
+
+def _scan_python(buf: bytes, side: _Side, final: bool):
     """Reference scanner: per-packet Python, kept to hold the C loop to account."""
-    order_type, order_off, ctrl = [], [], []
+    order_type, order_off, ctrl_off = [], [], []
     rejects = [0] * len(_REJECTS)
     pos, n = 0, len(buf)
     while n - pos >= 2:
@@ -465,11 +530,11 @@ def _scan_python(buf: bytes, data_type: int, lengths: np.ndarray, final: bool):
         ptype = buf[pos + 2]
         if ptype not in _SOUP_TYPES:
             rejects[1] += 1
-        elif ptype != data_type:
-            ctrl.append((bytes([ptype]), pos, length + 2))
-        elif length == 1 or lengths[buf[pos + 3]] == 0:
+        elif ptype != side.data_type:
+            ctrl_off.append(pos)
+        elif length == 1 or side.lengths[buf[pos + 3]] == 0:
             rejects[2] += 1
-        elif lengths[buf[pos + 3]] != length - 1:
+        elif side.lengths[buf[pos + 3]] != length - 1:
             rejects[3] += 1
         else:
             order_type.append(buf[pos + 3])
@@ -479,35 +544,46 @@ def _scan_python(buf: bytes, data_type: int, lengths: np.ndarray, final: bool):
         rejects[4] += 1
         pos = n
     return (np.array(order_type, np.uint8), np.array(order_off, np.uint32),
-            np.array(ctrl, CONTROL_DTYPE), pos, rejects)
+            np.array(ctrl_off, np.uint32), pos, rejects)
 
 
-def _gather(buf: bytes, order_type, order_off, specs):
-    counts = np.bincount(order_type, minlength=256)
-    messages = {t: np.empty(int(counts[ord(t)]), s.dtype) for t, s in specs.items()}
+def _gather_python(buf: bytes, order_type: np.ndarray, order_off: np.ndarray, side: _Side):
+    messages = dict(side.empty)
     order_index = np.zeros(len(order_type), np.uint32)
-    for t, s in specs.items():
+    view = np.frombuffer(buf, np.uint8)
+    for t, s in side.specs.items():
         sel = np.flatnonzero(order_type == ord(t))
-        order_index[sel] = np.arange(len(sel), dtype=np.uint32)
         if len(sel):
-            # One fancy-index gather per type: rows of the buffer at each message offset.
-            view = np.frombuffer(buf, np.uint8)
+            order_index[sel] = np.arange(len(sel), dtype=np.uint32)
             rows = view[order_off[sel, None].astype(np.int64) + np.arange(s.length)]
             messages[t] = rows.view(s.dtype).reshape(-1)
     return messages, order_index
 
 
-def _decode(buf: bytes, direction: str, final: bool, impl: str) -> Decoded:
-    specs, lengths = _tables(direction)
-    data_type = ord("U" if direction == "in" else "S")
-    buf = bytes(buf)
+_NO_CONTROL = np.empty(0, CONTROL_DTYPE)
+
+
+def _control(buf, ctrl_off: np.ndarray) -> np.ndarray:
+    if not len(ctrl_off):
+        return _NO_CONTROL
+    view = np.frombuffer(buf, np.uint8)
+    ctrl = np.empty(len(ctrl_off), CONTROL_DTYPE)
+    ctrl["type"] = view[ctrl_off + 2].view("S1")
+    ctrl["offset"] = ctrl_off
+    ctrl["length"] = (view[ctrl_off].astype(np.uint16) << 8 | view[ctrl_off + 1]) + 2
+    return ctrl
+
+
+def _decode(buf, direction: str, final: bool, impl: str) -> Decoded:
+    side = _SIDES[direction]
     if impl == "c" and _native is not None:
-        order_type, order_off, ctrl, consumed, rejects = _native.scan(buf, data_type, lengths, final)
-        messages, order_index = _native.gather(buf, order_type, order_off, specs)
+        order_type, order_off, ctrl_off, consumed, rejects, counts = _native.scan(buf, side, final)
+        messages, order_index = _native.gather(buf, order_type, order_off, counts, side)
     else:
-        order_type, order_off, ctrl, consumed, rejects = _scan_python(buf, data_type, lengths, final)
-        messages, order_index = _gather(buf, order_type, order_off, specs)
-    return Decoded(messages, order_type, order_index, ctrl, consumed,
+        buf = bytes(buf)
+        order_type, order_off, ctrl_off, consumed, rejects = _scan_python(buf, side, final)
+        messages, order_index = _gather_python(buf, order_type, order_off, side)
+    return Decoded(messages, order_type, order_index, _control(buf, ctrl_off), consumed,
                    Counter({r.value: c for r, c in zip(_REJECTS, rejects) if c}))
 
 
@@ -550,11 +626,16 @@ def _encode(messages: Mapping[str, np.ndarray], order: tuple | None, direction: 
     if len(bad):
         k = int(bad[0])
         raise ValueError(f"order entry {k}: no message {order_index[k]} of type {chr(order_type[k])!r}")
-    packet_type = b"U" if direction == "in" else b"S"
     if impl == "c" and _native is not None:
-        return _native.encode(messages, order_type, order_index, specs, packet_type)
+        return _native.encode(messages, order_type, order_index, direction)
+    return _encode_python(messages, order_type, order_index, _SIDES[direction])
+
+
+def _encode_python(messages, order_type: np.ndarray, order_index: np.ndarray, side: "_Side") -> bytes:
+    """Reference encoder: per-message Python, kept to hold the C loop to account."""
     out = bytearray()
-    masks = {t: np.frombuffer(s.alpha_mask, np.bool_) for t, s in specs.items()}
+    packet_type = bytes([side.data_type])
+    masks = {t: np.frombuffer(s.alpha_mask, np.bool_) for t, s in side.specs.items()}
     for t_code, i in zip(order_type.tolist(), order_index.tolist()):
         t = chr(t_code)
         body = np.frombuffer(messages[t][i:i + 1].tobytes(), np.uint8).copy()
@@ -598,66 +679,64 @@ class _Native:
 
     def __init__(self, ffi, lib):
         self.ffi, self.lib = ffi, lib
+        self.lengths = {d: ffi.from_buffer("uint16_t[]", side.lengths) for d, side in _SIDES.items()}
+        self.masks = {}  # direction -> (cffi array of alpha-mask pointers, buffers kept alive)
+        for d, side in _SIDES.items():
+            masks = ffi.new("uint8_t *[256]")
+            keep = [ffi.from_buffer(s.alpha_mask) for s in side.specs.values()]
+            for s, m in zip(side.specs.values(), keep):
+                masks[ord(s.type)] = m
+            self.masks[d] = (masks, keep)
 
-    def scan(self, buf: bytes, data_type: int, lengths: np.ndarray, final: bool):
-        ffi, cap = self.ffi, len(buf) // 3 + 1
-        order_type, order_off = np.empty(cap, np.uint8), np.empty(cap, np.uint32)
-        ctrl_type, ctrl_off, ctrl_len = (np.empty(cap, np.uint8), np.empty(cap, np.uint32),
-                                         np.empty(cap, np.uint16))
-        rejects = np.zeros(len(_REJECTS), np.uint32)
-        counts = ffi.new("uint32_t[2]")
-        consumed = self.lib.ouch_scan(
-            ffi.from_buffer(buf), len(buf), final, data_type,
-            ffi.from_buffer("uint16_t[]", lengths),
-            ffi.from_buffer("uint8_t[]", order_type), ffi.from_buffer("uint32_t[]", order_off),
-            counts, ffi.from_buffer("uint8_t[]", ctrl_type), ffi.from_buffer("uint32_t[]", ctrl_off),
-            ffi.from_buffer("uint16_t[]", ctrl_len), counts + 1,
-            ffi.from_buffer("uint32_t[]", rejects))
-        n, nc = counts[0], counts[1]
-        ctrl = np.empty(nc, CONTROL_DTYPE)
-        ctrl["type"] = ctrl_type[:nc].view("S1")
-        ctrl["offset"], ctrl["length"] = ctrl_off[:nc], ctrl_len[:nc]
-        return order_type[:n].copy(), order_off[:n].copy(), ctrl, consumed, rejects.tolist()
+    def scan(self, buf, side: _Side, final: bool):
+        ffi, lib = self.ffi, self.lib
+        cap = len(buf) // 3 + 1
+        order_type = np.empty(cap, np.uint8)
+        order_off, ctrl_off = np.empty(cap, np.uint32), np.empty(cap, np.uint32)
+        stats = np.zeros(lib.OUCH_STAT_SIZE, np.uint32)
+        consumed = lib.ouch_scan(ffi.from_buffer(buf), len(buf), final, side.data_type,
+                                 self.lengths[side.direction],
+                                 ffi.from_buffer("uint8_t[]", order_type),
+                                 ffi.from_buffer("uint32_t[]", order_off),
+                                 ffi.from_buffer("uint32_t[]", ctrl_off),
+                                 ffi.from_buffer("uint32_t[]", stats))
+        n, nc = int(stats[lib.OUCH_STAT_N_ORDER]), int(stats[lib.OUCH_STAT_N_CTRL])
+        rejects = stats[lib.OUCH_STAT_REJECTS:lib.OUCH_STAT_REJECTS + len(_REJECTS)].tolist()
+        return (order_type[:n], order_off[:n], ctrl_off[:nc], consumed, rejects,
+                stats[lib.OUCH_STAT_COUNTS:lib.OUCH_STAT_COUNTS + 256])
 
-    def gather(self, buf: bytes, order_type, order_off, specs):
+    def gather(self, buf, order_type, order_off, counts, side: _Side):
         ffi = self.ffi
-        counts = np.bincount(order_type, minlength=256)
-        messages = {t: np.empty(int(counts[ord(t)]), s.dtype) for t, s in specs.items()}
-        lengths = np.zeros(256, np.uint16)
+        messages = dict(side.empty)
         dst = ffi.new("uint8_t *[256]")
-        for t, s in specs.items():
-            lengths[ord(t)] = s.length
-            dst[ord(t)] = ffi.from_buffer("uint8_t[]", messages[t], require_writable=True)
+        for t, s in side.specs.items():
+            c = int(counts[ord(t)])
+            if c:
+                messages[t] = arr = np.empty(c, s.dtype)
+                dst[ord(t)] = ffi.from_buffer("uint8_t[]", arr, require_writable=True)
         order_index = np.empty(len(order_type), np.uint32)
         self.lib.ouch_gather(ffi.from_buffer(buf), ffi.from_buffer("uint8_t[]", order_type),
                              ffi.from_buffer("uint32_t[]", order_off), len(order_type),
-                             ffi.from_buffer("uint16_t[]", lengths), dst,
+                             self.lengths[side.direction], dst,
                              ffi.from_buffer("uint32_t[]", order_index))
         return messages, order_index
 
-    def encode(self, messages, order_type, order_index, specs, packet_type: bytes) -> bytes:
-        ffi = self.ffi
-        lengths = np.zeros(256, np.uint16)
-        src, masks = ffi.new("uint8_t *[256]"), ffi.new("uint8_t *[256]")
-        keep = []  # cffi buffers must outlive the call
-        for t, s in specs.items():
-            lengths[ord(t)] = s.length
-            mask = ffi.from_buffer(s.alpha_mask)
-            masks[ord(t)] = mask
-            keep.append(mask)
-            if t in messages:
-                arr = np.ascontiguousarray(messages[t])
-                buf = ffi.from_buffer("uint8_t[]", arr)
-                src[ord(t)] = buf
-                keep += [arr, buf]
-        total = int(lengths[order_type].astype(np.int64).sum()) + 3 * len(order_type)
-        out = bytearray(total)
-        written = self.lib.ouch_encode(ffi.from_buffer(out), packet_type[0], src,
-                                       ffi.from_buffer("uint16_t[]", lengths), masks,
+    def encode(self, messages, order_type, order_index, direction: str) -> bytes:
+        ffi, side = self.ffi, _SIDES[direction]
+        src = ffi.new("uint8_t *[256]")
+        keep = []  # buffers must outlive the call
+        for t, arr in messages.items():
+            arr = np.ascontiguousarray(arr)
+            keep.append(arr)
+            src[ord(t)] = ffi.from_buffer("uint8_t[]", arr)
+        total = int(side.lengths[order_type].sum(dtype=np.int64)) + 3 * len(order_type)
+        out = np.empty(total, np.uint8)
+        written = self.lib.ouch_encode(ffi.from_buffer("uint8_t[]", out), side.data_type, src,
+                                       self.lengths[direction], self.masks[direction][0],
                                        ffi.from_buffer("uint8_t[]", order_type),
                                        ffi.from_buffer("uint32_t[]", order_index), len(order_type))
         assert written == total
-        return bytes(out)
+        return out.tobytes()
 
 
 def _load_native() -> _Native | None:

@@ -15,8 +15,9 @@ The rules (the C kernel implements exactly these):
   slot (POOL_FULL) and, for a price outside the symbol's band at a price with no level
   yet, a free overflow level (LEVELS_FULL); then post-only must not cross (WOULD_CROSS).
 * Market orders never rest: their limit is the opposite best (the symbol's reference price
-  if that side is empty) plus (buy) or minus (sell, floored at 1) the collar. Their
-  remainder is canceled with COLLAR if the opposite side still has orders, else IOC.
+  if that side is empty) plus (buy, capped at 2**31-1) or minus (sell, floored at 1) the
+  collar; DAY means IOC for them. Their remainder is canceled with COLLAR if the
+  opposite side still has orders, else IOC.
 * FOK (needs qty) and minimum quantity (needs min_qty) first do a dry run of the match,
   with the same self-trade rules; if it would trade less than needed the order is
   canceled whole (FOK / MIN_QTY) and nothing else happens. The rest of a min-quantity DAY
@@ -24,12 +25,15 @@ The rules (the C kernel implements exactly these):
 * Self-trade prevention: see ``engine.commands.Stp``; the mode and group of the taker
   decide. Decrement reports each decrement as a CANCELED on both orders.
 * CANCEL takes the order down to ``qty`` open shares (0 = all); not below open: no effect.
-* REPLACE finds the order by (client, token), gives it ``new_token`` (must not be live)
-  and a new size ``qty`` (> 0) and ``price``. Same price and not larger keeps time priority
-  and the reference number; anything else gets a new reference number and goes to the
-  back, trading first if it now crosses. The order keeps side, symbol, hidden flag and
+* REPLACE finds the order by (client, token) (UNKNOWN_TOKEN), gives it ``new_token``
+  (DUPLICATE_TOKEN if live, the old token included), a new size ``qty`` (INVALID_QTY unless
+  1..max_qty) and ``price`` (INVALID_PRICE unless > 0). Same price and not larger keeps
+  time priority and the reference number; anything else gets a new reference number and
+  goes to the back, trading first if it now crosses. The order keeps side, symbol, hidden flag and
   self-trade group/mode; its pessimistic LEVELS_FULL check is made before it moves.
-* Mass cancels go in book order (see ``Book.orders``).
+* Hidden orders queue like any other but have no book events; fills against them print
+  as BOOK_TRADE (ITCH P) instead of BOOK_EXEC.
+* Mass cancels go in book order (see ``Book.orders``); by symbol rejects an unknown symbol.
 """
 from collections import deque
 from dataclasses import dataclass
@@ -239,7 +243,7 @@ class ReferenceMatcher:
         needed, reason = (o.qty, CancelReason.FOK) if tif == Tif.FOK else (c["min_qty"], CancelReason.MIN_QTY)
         if needed and self._fillable(o, needed) < needed:
             return self._cancel_taker(o, reason)
-        if not self._take(o):
+        if not self._take(o) or not o.qty:
             return
         if market:
             reason = CancelReason.COLLAR if self.book[symbol][opposite] else CancelReason.IOC

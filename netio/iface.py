@@ -32,6 +32,8 @@ _ATTACHED_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offl
 
 # <linux/ethtool.h>, <linux/sockios.h>: the one-flag get/set commands
 SIOCETHTOOL = 0x8946
+ETHTOOL_GCHANNELS = 0x0000003C
+ETHTOOL_SCHANNELS = 0x0000003D
 _ETHTOOL_FLAGS = {  # feature -> (get command, set command)
     "tx_checksum": (0x00000016, 0x00000017),   # ETHTOOL_GTXCSUM / ETHTOOL_STXCSUM
     "gro": (0x0000002B, 0x0000002C),           # ETHTOOL_GGRO / ETHTOOL_SGRO
@@ -49,6 +51,7 @@ class LinkState:
     operstate: str          # "UP", "DOWN", "UNKNOWN", ...
     mtu: int
     mac: str
+    kind: str = ""          # the driver's link kind for virtual links ("veth", "bridge", ...); "" otherwise
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,28 +96,74 @@ def link_state(ifname: str, *, netns: str | None = None) -> LinkState:
     with _netlink(netns) as ipr:
         link = _link(ipr, ifname, netns)
     flags = link["flags"]
+    info = link.get("IFLA_LINKINFO")
     return LinkState(ifname=ifname, ifindex=link["index"], admin_up=bool(flags & 0x1),
                      carrier=bool(flags & 0x10000), operstate=link.get("IFLA_OPERSTATE") or "UNKNOWN",
-                     mtu=link.get("IFLA_MTU") or 0, mac=link.get("IFLA_ADDRESS") or "")
+                     mtu=link.get("IFLA_MTU") or 0, mac=link.get("IFLA_ADDRESS") or "",
+                     kind=(info.get("IFLA_INFO_KIND") if info else None) or "")
+
+
+def _channels(sock: socket.socket, ifname: str, cmd: int = ETHTOOL_GCHANNELS,
+              values: tuple[int, ...] = (0,) * 8) -> list[int]:
+    """ETHTOOL_GCHANNELS (or SCHANNELS with ``values``): max_rx, max_tx, max_other, max_combined,
+    rx, tx, other, combined."""
+    channels = ctypes.create_string_buffer(struct.pack("9I", cmd, *values), 36)
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, _ifreq(ifname, channels))
+    return list(struct.unpack("9I", channels.raw)[1:])
 
 
 def queue_count(ifname: str, *, netns: str | None = None) -> int:
-    """How many receive queues ``ifname`` has (AF_XDP binds one socket per queue)."""
+    """How many queues ``ifname`` has in use (AF_XDP binds one socket per queue)."""
     with _netlink(netns) as ipr:
-        return _link(ipr, ifname, netns).get("IFLA_NUM_RX_QUEUES") or 1
+        allocated = _link(ipr, ifname, netns).get("IFLA_NUM_RX_QUEUES") or 1
+    try:
+        with _ethtool_socket(netns) as sock:
+            _, _, _, _, rx, tx, _, combined = _channels(sock, ifname)
+    except OSError:
+        return allocated  # the driver does not report channels: every allocated queue counts
+    return max(rx, tx, combined) or allocated
+
+
+def set_queue_count(ifname: str, count: int, *, netns: str | None = None) -> int:
+    """Use ``count`` queues on ``ifname`` (combined channels, or as many RX and TX); returns the new count."""
+    ifindex(ifname, netns=netns)
+    with _ethtool_socket(netns) as sock:
+        try:
+            current = _channels(sock, ifname)
+        except OSError as e:
+            raise PortError(f"{ifname}{_where(netns)} does not report its queues ({os.strerror(e.errno)}); "
+                            "its driver cannot change them") from e
+        max_rx, max_tx, _, max_combined, rx, tx, other, combined = current
+        limit = max_combined or min(max_rx, max_tx)
+        if not 1 <= count <= limit:
+            raise PortError(f"{ifname}{_where(netns)} takes 1 to {limit} queues, not {count}")
+        wanted = (0, 0, 0, 0, *((rx, tx, other, count) if max_combined else (count, count, other, combined)))
+        try:
+            _channels(sock, ifname, ETHTOOL_SCHANNELS, wanted)
+        except OSError as e:
+            raise PortError(f"cannot set {ifname}{_where(netns)} to {count} queues: {os.strerror(e.errno)}") from e
+    return queue_count(ifname, netns=netns)
+
+
+def xdp_programs(ifname: str, *, netns: str | None = None) -> list[XdpAttachment]:
+    """Every XDP program attached to ``ifname`` (a native and a generic one can coexist)."""
+    with _netlink(netns) as ipr:
+        xdp = _link(ipr, ifname, netns).get("IFLA_XDP")
+    mode = xdp.get("IFLA_XDP_ATTACHED") if xdp else None
+    if not mode:
+        return []
+    if mode != "xdpmulti":
+        prog_id = xdp.get("IFLA_XDP_PROG_ID")
+        return [XdpAttachment(prog_id=prog_id, mode=_ATTACHED_MODES.get(mode, str(mode)))] if prog_id else []
+    per_mode = (("IFLA_XDP_DRV_PROG_ID", "native"), ("IFLA_XDP_SKB_PROG_ID", "generic"),
+                ("IFLA_XDP_HW_PROG_ID", "offload"))
+    return [XdpAttachment(prog_id=xdp.get(attr), mode=name) for attr, name in per_mode if xdp.get(attr)]
 
 
 def xdp_program(ifname: str, *, netns: str | None = None) -> XdpAttachment | None:
-    """The XDP program attached to ``ifname``, or None."""
-    with _netlink(netns) as ipr:
-        xdp = _link(ipr, ifname, netns).get("IFLA_XDP")
-    if not xdp:
-        return None
-    mode = xdp.get("IFLA_XDP_ATTACHED")
-    prog_id = xdp.get("IFLA_XDP_PROG_ID")
-    if not mode or not prog_id:
-        return None
-    return XdpAttachment(prog_id=prog_id, mode=_ATTACHED_MODES.get(mode, str(mode)))
+    """The XDP program attached to ``ifname`` (the native one if there are two), or None."""
+    attached = xdp_programs(ifname, netns=netns)
+    return attached[0] if attached else None
 
 
 def attach_xdp(ifname: str, prog_fd: int, *, mode: str = "native", replace: bool = False,
@@ -128,8 +177,8 @@ def attach_xdp(ifname: str, prog_fd: int, *, mode: str = "native", replace: bool
         try:
             ipr.link("set", index=index, xdp={"attrs": [("IFLA_XDP_FD", prog_fd), ("IFLA_XDP_FLAGS", flags)]})
         except NetlinkError as e:
-            hint = ("another XDP program is attached; detach it first or pass replace=True"
-                    if e.code == errno.EBUSY else "")
+            hint = {errno.EBUSY: "another XDP program is attached; detach it first or pass replace=True",
+                    errno.EEXIST: "an XDP program in another mode is attached; detach it first"}.get(e.code, "")
             raise PortError(f"cannot attach the XDP program to {ifname}{_where(netns)} in {mode} mode: "
                             f"{os.strerror(e.code)}{'; ' + hint if hint else ''}") from e
     attached = xdp_program(ifname, netns=netns)
@@ -139,22 +188,21 @@ def attach_xdp(ifname: str, prog_fd: int, *, mode: str = "native", replace: bool
 
 
 def detach_xdp(ifname: str, *, netns: str | None = None, prog_id: int | None = None) -> bool:
-    """Detach the XDP program from ``ifname``; with ``prog_id``, only if that program is the one attached.
+    """Detach the XDP programs from ``ifname``; with ``prog_id``, only that program.
 
     Returns whether a program was detached.
     """
-    attached = xdp_program(ifname, netns=netns)
-    if attached is None or (prog_id is not None and attached.prog_id != prog_id):
-        return False
-    flags = XDP_MODE_FLAGS.get(attached.mode, 0)
+    targets = [a for a in xdp_programs(ifname, netns=netns) if prog_id is None or a.prog_id == prog_id]
     with _netlink(netns) as ipr:
         index = _link(ipr, ifname, netns)["index"]
-        try:
-            ipr.link("set", index=index, xdp={"attrs": [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", flags)]})
-        except NetlinkError as e:
-            raise PortError(f"cannot detach the XDP program from {ifname}{_where(netns)}: "
-                            f"{os.strerror(e.code)}") from e
-    return True
+        for attached in targets:
+            flags = XDP_MODE_FLAGS.get(attached.mode, 0)
+            try:
+                ipr.link("set", index=index, xdp={"attrs": [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", flags)]})
+            except NetlinkError as e:
+                raise PortError(f"cannot detach XDP program {attached.prog_id} from {ifname}{_where(netns)}: "
+                                f"{os.strerror(e.code)}") from e
+    return bool(targets)
 
 
 def _ethtool_socket(netns: str | None) -> socket.socket:
@@ -164,10 +212,13 @@ def _ethtool_socket(netns: str | None) -> socket.socket:
     return pyroute2_netns.create_socket(netns, socket.AF_INET, socket.SOCK_DGRAM, flags=0)
 
 
+def _ifreq(ifname: str, data: ctypes.Array) -> bytes:
+    return struct.pack("16sP", ifname.encode(), ctypes.addressof(data)).ljust(40, b"\0")
+
+
 def _ethtool_value(sock: socket.socket, ifname: str, cmd: int, data: int = 0) -> int:
     value = ctypes.create_string_buffer(struct.pack("II", cmd, data), 8)
-    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, b"\0")
-    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    fcntl.ioctl(sock.fileno(), SIOCETHTOOL, _ifreq(ifname, value))
     return struct.unpack("II", value.raw)[1]
 
 

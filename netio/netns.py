@@ -163,7 +163,5 @@ def leftovers(prefix: str) -> list[str]:
             name = link.get("IFLA_IFNAME") or ""
             if name.startswith(prefix):
                 found.append(f"link {name}")
-                attached = iface.xdp_program(name)
-                if attached:
-                    found.append(f"XDP program {attached.prog_id} on {name}")
+                found += [f"XDP program {a.prog_id} on {name}" for a in iface.xdp_programs(name)]
     return sorted(found)

@@ -4,10 +4,12 @@
     stack.bind(9000)
     burst = port.rx_burst()
     result = stack.process(burst)            # one C call for the whole burst
-    port.tx_burst(result.replies)            # ARP replies and ICMP echo replies
+    port.tx_burst(result.replies)            # ARP replies, ICMP echo replies, IGMP reports
     for payload in result.payloads(): ...    # UDP datagrams for bound ports
     port.release(burst)
 
+IGMP membership queries for our groups are answered at once with IGMPv2 reports
+(no random delay), so snooping switches keep the groups flowing to us.
 Every frame gets exactly one verdict: delivered, replied, or dropped for a reason
 (``VERDICTS``), so received = delivered + replied + dropped, per burst and in
 ``Stack.counters()``. Addresses in arrays are host-order integers (``ip_int``),
@@ -29,19 +31,20 @@ VERDICTS: tuple[str, ...] = tuple(ffi.string(lib.stk_verdict_name(v)).decode()
 DELIVERED, REPLIED = 0, 1
 DROP_REASONS: tuple[str, ...] = VERDICTS[2:]
 
-# numpy mirror of struct stk_datagram, checked against the compiled layout below
+# numpy mirror of struct stk_datagram: offsets and size from the compiled struct,
+# field sizes checked against it
+_DG_FIELDS = {"offset": "<i8", "length": "<u4", "frame": "<u4", "src_ip": "<u4", "dst_ip": "<u4",
+              "src_port": "<u2", "dst_port": "<u2", "src_mac": ("u1", 6), "vlan": "<u2", "reserved": "<u4"}
 DATAGRAM_DTYPE = np.dtype({
-    "names": ["offset", "length", "frame", "src_ip", "dst_ip", "src_port", "dst_port",
-              "src_mac", "vlan", "reserved"],
-    "formats": ["<i8", "<u4", "<u4", "<u4", "<u4", "<u2", "<u2", ("u1", 6), "<u2", "<u4"],
-    "offsets": [ffi.offsetof("struct stk_datagram", f) for f in
-                ("offset", "length", "frame", "src_ip", "dst_ip", "src_port", "dst_port",
-                 "src_mac", "vlan", "reserved")],
+    "names": list(_DG_FIELDS), "formats": list(_DG_FIELDS.values()),
+    "offsets": [ffi.offsetof("struct stk_datagram", f) for f in _DG_FIELDS],
     "itemsize": ffi.sizeof("struct stk_datagram"),
 })
-assert DATAGRAM_DTYPE.itemsize == 40, "struct stk_datagram changed: update DATAGRAM_DTYPE"
+assert [(name, ffi.sizeof(field.type)) for name, field in ffi.typeof("struct stk_datagram").fields] == \
+    [(name, DATAGRAM_DTYPE.fields[name][0].itemsize) for name in _DG_FIELDS], "DATAGRAM_DTYPE != struct stk_datagram"
 
 REPLY_ROOM = 2048          # reply-buffer bytes reserved per received frame
+IGMP_REPORTS = lib.STK_MAX_GROUPS   # room for the reports answering one general query
 UDP_HEADROOM = 14 + 4 + 20 + 8
 
 
@@ -68,15 +71,23 @@ def multicast_mac(group: str | int) -> bytes:
     return bytes([0x01, 0x00, 0x5e, (g >> 16) & 0x7f, (g >> 8) & 0xff, g & 0xff])
 
 
+U8, U16, U32, I64 = (np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.int64))
+CTYPES = {U8: "uint8_t[]", U16: "uint16_t[]", U32: "uint32_t[]", I64: "int64_t[]"}
+BUILD_COLUMNS = {"dst_ip": U32, "dst_port": U16, "src_port": U16}
+
+
 def _ptr(ctype: str, array: np.ndarray):
     return ffi.from_buffer(ctype, array, require_writable=False)
 
 
-def _burst_ptrs(burst: Burst) -> tuple:
-    """C pointers to a burst's buffer, offsets and lengths (converted if not in the API's dtypes)."""
-    return (_ptr("uint8_t[]", np.ascontiguousarray(burst.buffer, np.uint8)),
-            _ptr("int64_t[]", np.ascontiguousarray(burst.offsets, np.int64)),
-            _ptr("uint32_t[]", np.ascontiguousarray(burst.lengths, np.uint32)))
+def _typed(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` itself when it already has the dtype C expects (the usual case), else a converted copy."""
+    return array if array.dtype is dtype else np.ascontiguousarray(array, dtype)
+
+
+def _scratch(dtype: np.dtype) -> tuple[np.ndarray, object]:
+    array = np.zeros(1, dtype)
+    return array, _ptr(CTYPES[dtype], array)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,7 +114,8 @@ class StackResult:
 
     @property
     def replied(self) -> int:
-        return len(self.replies)
+        """Frames answered (an IGMP general query is answered with one report per group)."""
+        return int(np.count_nonzero(self.verdicts == REPLIED))
 
     @property
     def drops(self) -> dict[str, int]:
@@ -151,6 +163,9 @@ class Stack:
         self._bound_ptr = _ptr("uint8_t[]", self._bound)
         self._counts = np.zeros(len(VERDICTS), np.uint64)
         self._counts_ptr = _ptr("uint64_t[]", self._counts)
+        # one-value-for-all columns of build_udp go here, so the common case allocates nothing
+        self._one = {name: _scratch(dtype) for name, dtype in BUILD_COLUMNS.items()}
+        self._rx_buffer = self._rx_buffer_ptr = None
         self._capacity = 0
         self._grow(64)
 
@@ -159,12 +174,14 @@ class Stack:
         self._verdicts = np.zeros(n, np.uint8)
         self._datagrams = np.zeros(n, DATAGRAM_DTYPE)
         self._reply_buf = np.zeros(n * REPLY_ROOM, np.uint8)
-        self._reply_off = np.zeros(n, np.int64)
-        self._reply_len = np.zeros(n, np.uint32)
+        self._reply_off = np.zeros(n + IGMP_REPORTS, np.int64)
+        self._reply_len = np.zeros(n + IGMP_REPORTS, np.uint32)
+        self._reply_ts = np.zeros(n + IGMP_REPORTS, np.int64)     # replies carry no stamp
         self._ptrs = (_ptr("uint8_t[]", self._verdicts),
                       ffi.cast("struct stk_datagram *", ffi.from_buffer(self._datagrams)),
                       _ptr("uint8_t[]", self._reply_buf), len(self._reply_buf),
-                      _ptr("int64_t[]", self._reply_off), _ptr("uint32_t[]", self._reply_len))
+                      _ptr("int64_t[]", self._reply_off), _ptr("uint32_t[]", self._reply_len),
+                      len(self._reply_len))
         self._n_replies = ffi.new("uint32_t *")
 
     # -- configuration --------------------------------------------------------------------
@@ -215,12 +232,15 @@ class Stack:
         n = len(burst)
         if n > self._capacity:
             self._grow(max(n, 2 * self._capacity))
-        verdicts, dgrams, rbuf, rcap, roff, rlen = self._ptrs
-        n_dg = lib.stk_process(self._cfg, self._bound_ptr, *_burst_ptrs(burst), n,
-                               verdicts, dgrams, rbuf, rcap, roff, rlen, self._n_replies,
-                               self._counts_ptr)
+        if burst.buffer is not self._rx_buffer:     # ports hand out bursts over one ring or mapping
+            self._rx_buffer = burst.buffer
+            self._rx_buffer_ptr = _ptr("uint8_t[]", burst.buffer)
+        n_dg = lib.stk_process(self._cfg, self._bound_ptr, self._rx_buffer_ptr,
+                               _ptr("int64_t[]", _typed(burst.offsets, I64)),
+                               _ptr("uint32_t[]", _typed(burst.lengths, U32)), n, *self._ptrs,
+                               self._n_replies, self._counts_ptr)
         k = self._n_replies[0]
-        replies = Burst(self._reply_buf, self._reply_off[:k], self._reply_len[:k], np.zeros(k, np.int64))
+        replies = Burst(self._reply_buf, self._reply_off[:k], self._reply_len[:k], self._reply_ts[:k])
         return StackResult(burst.buffer, self._verdicts[:n], self._datagrams[:n_dg], replies)
 
     def counters(self) -> dict[str, int | dict[str, int]]:
@@ -242,29 +262,44 @@ class Stack:
         n = len(payloads)
         if isinstance(dst_ip, (str, ipaddress.IPv4Address)):
             dst_ip = ip_int(dst_ip)
-        ips = np.ascontiguousarray(np.broadcast_to(np.asarray(dst_ip, np.uint32), (n,)))
-        dports = np.ascontiguousarray(np.broadcast_to(np.asarray(dst_port, np.uint16), (n,)))
-        sports = np.ascontiguousarray(np.broadcast_to(np.asarray(src_port, np.uint16), (n,)))
+        ips, ip_step = self._column("dst_ip", dst_ip, n)
+        dports, dport_step = self._column("dst_port", dst_port, n)
+        sports, sport_step = self._column("src_port", src_port, n)
         if dst_mac is None:
-            if n and not np.all((ips >> 28) == 0xE):
+            if n and not np.all((np.asarray(dst_ip, np.uint32) >> 28) == 0xE):
                 raise ValueError("dst_mac is needed for unicast destinations")
-            macs = np.zeros((n, 6), np.uint8)
+            macs, mac_step = bytes(6), 0
         elif isinstance(dst_mac, (bytes, bytearray, str)):
-            macs = np.tile(np.frombuffer(mac_bytes(dst_mac), np.uint8), (n, 1))
+            macs, mac_step = mac_bytes(dst_mac), 0
         else:
-            macs = np.ascontiguousarray(np.broadcast_to(np.asarray(dst_mac, np.uint8), (n, 6)))
-        out = np.empty(int(payloads.lengths.sum()) + n * UDP_HEADROOM, np.uint8)
-        offsets = np.empty(n, np.int64)
-        lengths = np.empty(n, np.uint32)
-        built = lib.stk_build_udp(self._cfg, *_burst_ptrs(payloads), n,
-                                  _ptr("uint8_t[]", macs), _ptr("uint32_t[]", ips),
-                                  _ptr("uint16_t[]", dports), _ptr("uint16_t[]", sports),
-                                  _ptr("uint8_t[]", out), len(out),
-                                  _ptr("int64_t[]", offsets), _ptr("uint32_t[]", lengths))
+            array = np.ascontiguousarray(dst_mac, U8)
+            if array.shape != (n, 6):
+                raise ValueError(f"dst_mac has shape {array.shape}, not ({n}, 6)")
+            macs, mac_step = _ptr("uint8_t[]", array), 1
+        lengths = _typed(payloads.lengths, U32)
+        out = np.empty(int(lengths.sum()) + n * UDP_HEADROOM, U8)
+        offsets = np.empty(n, I64)
+        out_lengths = np.empty(n, U32)
+        built = lib.stk_build_udp(self._cfg, _ptr("uint8_t[]", _typed(payloads.buffer, U8)),
+                                  _ptr("int64_t[]", _typed(payloads.offsets, I64)), _ptr("uint32_t[]", lengths), n,
+                                  macs, mac_step, ips, ip_step, dports, dport_step, sports, sport_step,
+                                  _ptr("uint8_t[]", out), len(out), _ptr("int64_t[]", offsets),
+                                  _ptr("uint32_t[]", out_lengths))
         if built < n:
-            raise ValueError(f"payload {built} is {int(payloads.lengths[built])} bytes; "
+            raise ValueError(f"payload {built} is {int(lengths[built])} bytes; "
                              "a UDP datagram carries at most 65507")
-        return Burst(out, offsets, lengths, np.zeros(n, np.int64))
+        return Burst(out, offsets, out_lengths, np.zeros(n, I64))
+
+    def _column(self, name: str, values, n: int) -> tuple[object, int]:
+        """A build_udp column for C: one value for all (step 0) or one per frame (step 1)."""
+        if isinstance(values, (int, np.integer)):
+            array, ptr = self._one[name]
+            array[0] = values
+            return ptr, 0
+        array = np.ascontiguousarray(values, BUILD_COLUMNS[name])
+        if array.shape != (n,):
+            raise ValueError(f"{name} has shape {array.shape}; give one value or {n}")
+        return _ptr(CTYPES[array.dtype], array), 1
 
 
 def _udp_port(port: int) -> int:

@@ -19,6 +19,7 @@ log = logging.getLogger("netio")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _actions: dict[int, Callable[[], None]] = {}
+_owner_pid = os.getpid()   # a forked child inherits the handler but must not release its parent's things
 _tokens = itertools.count()
 _previous: dict[int, Any] = {}
 _lock = threading.Lock()
@@ -26,7 +27,11 @@ _lock = threading.Lock()
 
 def register(action: Callable[[], None]) -> int:
     """Run ``action`` if SIGINT/SIGTERM arrives before ``unregister(token)``; returns the token."""
+    global _owner_pid
     with _lock:
+        if _owner_pid != os.getpid():
+            _actions.clear()  # registered by the parent before a fork: not ours
+            _owner_pid = os.getpid()
         token = next(_tokens)
         _actions[token] = action
     _install()
@@ -60,7 +65,8 @@ def _install() -> None:
 
 
 def _handler(signum: int, frame: Any) -> None:
-    run_all()
+    if os.getpid() == _owner_pid:
+        run_all()
     previous = _previous.get(signum, signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)

@@ -20,6 +20,7 @@ import logging
 import mmap
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +39,34 @@ log = logging.getLogger("netio")
 STATE_DIR = Path("/run/netio")
 BUSY_POLL_USECS = 20
 REBIND_WAIT_S = 1.0      # the kernel frees a closed socket's queue binding a few ms late
-_KERNEL_DROPS = ("rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
-                 "rx_fill_ring_empty_descs", "tx_ring_empty_descs")
 _owners: dict[str, int] = {}    # interface -> XdpPorts this process has open on it
 
 
-class _Lent:
-    """The handle of a received burst: its frames go back to the fill ring exactly once."""
+class _Slot:
+    """The arrays a received burst lives in; lent out with the burst, reused once it is released.
 
-    __slots__ = ("port", "released")
+    The Burst objects over a slot's arrays are made once per burst length and then
+    reused: C refills the arrays, so the same views show each new burst.
+    """
 
-    def __init__(self, port: XdpPort):
-        self.port = port
-        self.released = False
+    __slots__ = ("owner", "umem", "size", "offsets", "lengths", "stamps", "c_args", "released", "bursts")
+
+    def __init__(self, owner: object, umem: np.ndarray, size: int):
+        self.owner, self.umem, self.size = owner, umem, size
+        self.offsets = np.empty(size, np.int64)
+        self.lengths = np.empty(size, np.uint32)
+        self.stamps = np.empty(size, np.int64)
+        self.c_args = (ffi.from_buffer("int64_t[]", self.offsets), ffi.from_buffer("uint32_t[]", self.lengths),
+                       ffi.from_buffer("int64_t[]", self.stamps))
+        self.released = True
+        self.bursts: dict[int, Burst] = {}
+
+    def burst(self, n: int) -> Burst:
+        burst = self.bursts.get(n)
+        if burst is None:
+            burst = self.bursts[n] = Burst(self.umem, self.offsets[:n], self.lengths[:n], self.stamps[:n],
+                                           TimestampSource.TSC, self)
+        return burst
 
 
 def _state_file(ifname: str) -> Path:
@@ -75,15 +91,45 @@ def clear_stale_program(ifname: str) -> str | None:
     except (FileNotFoundError, ValueError):
         return None
     pid, prog_id = int(state.get("pid", 0)), int(state.get("prog_id", 0))
-    if pid == os.getpid() and _owners.get(ifname) or pid != os.getpid() and _alive(pid):
+    owner_is_here = pid == os.getpid() and _owners.get(ifname, 0) > 0
+    if owner_is_here or (pid != os.getpid() and _alive(pid)):
         return None
     path.unlink(missing_ok=True)
-    if iface.xdp_program(ifname) is None or not iface.detach_xdp(ifname, prog_id=prog_id):
-        return None
+    if not iface.detach_xdp(ifname, prog_id=prog_id):
+        return None  # the program went away with its sockets; only the note was stale
     message = (f"detached XDP program {prog_id} from {ifname}: it was left there by netio process {pid}, "
                "which ended without closing its port")
     log.warning("netio: %s", message)
     return message
+
+
+def _kernel_drops(k) -> dict[str, int]:
+    """The kernel's struct xdp_statistics as drops by reason, each frame counted once.
+
+    rx_dropped is every frame the socket lost; fill-ring-empty and RX-ring-full are
+    the two reasons it names, the rest of rx_dropped has no reason given.
+    """
+    named = {"rx no fill-ring buffer (receiver too slow to release)": k.rx_fill_ring_empty_descs,
+             "rx ring full (receiver too slow to poll)": k.rx_ring_full,
+             "rx invalid descriptor": k.rx_invalid_descs,
+             "tx invalid descriptor": k.tx_invalid_descs}
+    named["rx dropped by the kernel, other reasons"] = max(
+        0, k.rx_dropped - k.rx_fill_ring_empty_descs - k.rx_ring_full)
+    return {reason: int(n) for reason, n in named.items() if n}
+
+
+def _c_burst(burst: Burst) -> tuple:
+    """The buffer, its size, offsets and lengths of ``burst`` as C pointers (converted if need be)."""
+    offsets, lengths, buf = burst.offsets, burst.lengths, burst.buffer
+    if offsets.dtype != np.int64 or not offsets.flags.c_contiguous:
+        offsets = np.ascontiguousarray(offsets, np.int64)
+    if lengths.dtype != np.uint32 or not lengths.flags.c_contiguous:
+        lengths = np.ascontiguousarray(lengths, np.uint32)
+    if buf.dtype != np.uint8 or not buf.flags.c_contiguous:
+        buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+    return (ffi.from_buffer("uint8_t[]", buf, require_writable=False), buf.nbytes,
+            ffi.from_buffer("int64_t[]", offsets, require_writable=False),
+            ffi.from_buffer("uint32_t[]", lengths, require_writable=False))
 
 
 def _check_power_of_two(name: str, value: int) -> None:
@@ -99,6 +145,9 @@ class XdpPort(Port):
     half transmit); ``ring_size`` of the RX and TX rings (a power of two);
     ``busy_poll`` and ``busy_poll_budget``. Received frames are stamped with one TSC
     reading per burst, taken when the burst was found (``TimestampSource.TSC``).
+
+    Release every received burst once: its frames go back to the kernel and the Burst
+    object itself (arrays included) is handed out again by a later rx_burst.
     """
 
     def __init__(self, iface_name: str, queue: int = 0, *, xdp_mode: str = "auto",
@@ -138,6 +187,7 @@ class XdpPort(Port):
         self.frame_size = frame_size
         self._map = mmap.mmap(-1, frames * frame_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.umem = np.frombuffer(self._map, np.uint8)   # page-aligned: mmap'd memory
+        self._umem_c = ffi.from_buffer("uint8_t[]", self.umem)
         self.info = PortInfo(backend="xdp", iface=iface_name, queue=queue, ts_source=TimestampSource.TSC,
                              details={"frame_size": frame_size, "frames": frames, "ring_size": ring_size,
                                       "ifindex": link.ifindex})
@@ -147,9 +197,16 @@ class XdpPort(Port):
         self._counters = ffi.new("struct nx_counters *")
         self._kstats = ffi.new("struct xdp_statistics *")
         self._stats = PortStats()
+        self._empty = Burst.empty(TimestampSource.TSC)
+        self._free_slots: list[_Slot] = []
+        self._slot_owner = object()   # marks this port's slots without them pointing back at the port
         self._open_socket(iface_name, queue, xdp_mode, zero_copy, frame_size, frames, ring_size)
+        if link.kind == "veth" and self.info.xdp_mode == "native":
+            self.info.details["note"] = ("native XDP on a veth: frames sent here reach the peer only if "
+                                         "the peer has GRO on (`ethtool -K <peer> gro on`)")
         try:
-            self._token = teardown.register(self.close)
+            me = weakref.ref(self)   # the registry must not keep a dropped port alive
+            self._token = teardown.register(lambda: (port := me()) and port._on_signal())
             self._adopt_program(iface_name)
             if busy_poll:
                 refused = lib.nx_set_busy_poll(self._xsk, BUSY_POLL_USECS, busy_poll_budget)
@@ -164,58 +221,67 @@ class XdpPort(Port):
     # -- opening ---------------------------------------------------------------------------
     def _open_socket(self, ifname: str, queue: int, xdp_mode: str, zero_copy: bool | str,
                      frame_size: int, frames: int, ring_size: int) -> None:
+        """Bind the fastest way this interface allows, writing down why each faster way failed."""
         modes = ["native", "generic"] if xdp_mode == "auto" else [xdp_mode]
         copies = [True, False] if zero_copy == "auto" else [zero_copy]
-        steps = [(m, zc) for m in modes for zc in copies if not (m == "generic" and zc)]
-        stage, err = ffi.new("int *"), ffi.new("int *")
-        area = ffi.from_buffer(self.umem)
-        for mode, zc in steps:
-            xdp_flags = lib.XDP_FLAGS_DRV_MODE if mode == "native" else lib.XDP_FLAGS_SKB_MODE
-            bind_flags = lib.XDP_ZEROCOPY if zc else lib.XDP_COPY
-            deadline = time.monotonic() + REBIND_WAIT_S
-            while True:
-                xsk = lib.nx_open(ifname.encode(), queue, area, frame_size, frames, ring_size,
-                                  xdp_flags, bind_flags, stage, err)
-                if xsk != ffi.NULL or err[0] != errno.EBUSY or time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
-            if xsk != ffi.NULL:
-                self._xsk = xsk
+        for mode, zc in [(m, zc) for m in modes for zc in copies if not (m == "generic" and zc)]:
+            stage, err = self._bind(ifname, queue, mode, zc, frame_size, frames, ring_size)
+            if self._xsk != ffi.NULL:
                 _owners[ifname] = _owners.get(ifname, 0) + 1
                 self.info.xdp_mode, self.info.zero_copy = mode, zc
                 return
-            what = f"{mode} XDP{' zero-copy' if zc else ' copy mode'}"
-            if stage[0] == 1:
-                raise PortUnavailable(self._umem_error(ifname, err[0], frames * frame_size))
-            if err[0] in (errno.EPERM, errno.EACCES):
-                raise PortUnavailable(f"the kernel refused AF_XDP on {ifname} ({os.strerror(err[0])}); "
+            if stage == 1:
+                raise PortUnavailable(f"the kernel refused to register a {frames * frame_size >> 20} MiB UMEM "
+                                      f"for {ifname} ({os.strerror(err)}); raise the locked-memory limit "
+                                      "(`ulimit -l unlimited`) or use fewer or smaller frames")
+            if err in (errno.EPERM, errno.EACCES):
+                raise PortUnavailable(f"the kernel refused AF_XDP on {ifname} ({os.strerror(err)}); "
                                       "it needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF")
-            if err[0] == errno.EAFNOSUPPORT:
+            if err == errno.EAFNOSUPPORT:
                 raise PortUnavailable("this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS); "
                                       "use the socket backend")
+            what = f"{mode} XDP {'zero-copy' if zc else 'copy mode'}"
             self.info.fallbacks.append(f"{what} refused on {ifname} queue {queue}: "
-                                       f"{self._reason(err[0], zc, mode)}")
+                                       f"{self._reason(ifname, err, zc, mode)}")
             log.info("netio: %s", self.info.fallbacks[-1])
         raise PortUnavailable(f"no AF_XDP socket could be bound to {ifname} queue {queue}: "
                               + "; ".join(self.info.fallbacks))
 
-    @staticmethod
-    def _reason(err: int, zero_copy: bool, mode: str) -> str:
-        detail = ffi.string(lib.nx_last_log()).decode(errors="replace")
-        if err == errno.EOPNOTSUPP and zero_copy:
-            why = "the driver has no zero-copy support"
-        elif err == errno.EOPNOTSUPP and mode == "native":
-            why = "the driver has no native XDP support"
-        elif err == errno.EBUSY:
-            why = "the queue or interface is busy (another AF_XDP socket or XDP program holds it)"
-        else:
-            why = os.strerror(err)
-        return f"{why}{f' (libxdp: {detail})' if detail and 'Falling back' not in detail else ''}"
+    def _bind(self, ifname: str, queue: int, mode: str, zero_copy: bool, frame_size: int, frames: int,
+              ring_size: int) -> tuple[int, int]:
+        """One attempt (and its EBUSY retries); sets self._xsk, else returns (stage, errno)."""
+        stage, err = ffi.new("int *"), ffi.new("int *")
+        xdp_flags = lib.XDP_FLAGS_DRV_MODE if mode == "native" else lib.XDP_FLAGS_SKB_MODE
+        bind_flags = lib.XDP_ZEROCOPY if zero_copy else lib.XDP_COPY
+        deadline = time.monotonic() + REBIND_WAIT_S
+        while True:
+            xsk = lib.nx_open(ifname.encode(), queue, self._umem_c, frame_size, frames,
+                              ring_size, xdp_flags, bind_flags, stage, err)
+            if xsk != ffi.NULL:
+                self._xsk = xsk
+                return 0, 0
+            # EBUSY with no program attached is a socket closed a moment ago whose queue
+            # binding the kernel has not freed yet; anything else will not go away by waiting.
+            if err[0] != errno.EBUSY or time.monotonic() > deadline or iface.xdp_program(ifname):
+                return stage[0], err[0]
+            time.sleep(0.005)
 
     @staticmethod
-    def _umem_error(ifname: str, err: int, size: int) -> str:
-        return (f"the kernel refused to register a {size >> 20} MiB UMEM for {ifname} ({os.strerror(err)}); "
-                "raise the locked-memory limit (`ulimit -l unlimited`) or use fewer/smaller frames")
+    def _reason(ifname: str, err: int, zero_copy: bool, mode: str) -> str:
+        detail = ffi.string(lib.nx_last_log()).decode(errors="replace").removeprefix("libxdp: ")
+        if err == errno.EOPNOTSUPP and zero_copy:
+            return "the driver has no zero-copy support"
+        if err == errno.EOPNOTSUPP and mode == "native":
+            return "the driver has no native XDP support"
+        if err == errno.EBUSY:
+            attached = iface.xdp_program(ifname)
+            if attached and not _owners.get(ifname):
+                keyword = {"native": "xdpdrv", "generic": "xdpgeneric"}.get(attached.mode, "xdp")
+                return (f"XDP program {attached.prog_id} ({attached.mode}) is already attached and is not "
+                        f"netio's; detach it first (`ip link set {ifname} {keyword} off`)")
+            return "another AF_XDP socket is bound to this queue"
+        why = os.strerror(err)
+        return f"{why} (libxdp: {detail})" if detail and "Falling back" not in detail else why
 
     def _adopt_program(self, ifname: str) -> None:
         attached = iface.xdp_program(ifname)
@@ -227,40 +293,54 @@ class XdpPort(Port):
 
     # -- the burst API ----------------------------------------------------------------------
     def rx_burst(self, max_frames: int = 64) -> Burst:
-        offsets = np.empty(max_frames, np.int64)
-        lengths = np.empty(max_frames, np.uint32)
-        stamps = np.empty(max_frames, np.int64)
-        n = lib.nx_rx_burst(self._live(), max_frames, ffi.from_buffer(offsets),
-                            ffi.from_buffer(lengths), ffi.from_buffer(stamps))
+        if self._xsk == ffi.NULL:
+            raise PortError(f"the xdp port on {self.info.iface} is closed")
+        slot = self._free_slots.pop() if self._free_slots else self._new_slot(max_frames)
+        if slot.size < max_frames:
+            slot = self._new_slot(max_frames)
+        n = lib.nx_rx_burst(self._xsk, max_frames, *slot.c_args)
         if n == 0:
-            return Burst.empty(TimestampSource.TSC)
-        return Burst(self.umem, offsets[:n], lengths[:n], stamps[:n], TimestampSource.TSC, _Lent(self))
+            self._free_slots.append(slot)
+            return self._empty
+        slot.released = False
+        return slot.burst(n)
+
+    def _new_slot(self, max_frames: int) -> _Slot:
+        return _Slot(self._slot_owner, self.umem, max(64, max_frames))
 
     def release(self, burst: Burst) -> None:
-        lent = burst.handle
-        if not isinstance(lent, _Lent) or lent.released or len(burst) == 0:
+        slot = burst.handle
+        if type(slot) is not _Slot or slot.released:
             return  # an empty burst, a burst we did not lend, or one already handed back
-        if lent.port is not self:
+        if slot.owner is not self._slot_owner:
             raise PortError("this burst was received on another port; release it there")
-        lent.released = True
-        offsets = np.ascontiguousarray(burst.offsets, np.int64)
-        lib.nx_release(self._live(), ffi.from_buffer(offsets), len(offsets))
+        lib.nx_release(self._live(), slot.c_args[0], len(burst.offsets))
+        slot.released = True
+        self._free_slots.append(slot)
 
     def tx_burst(self, burst: Burst) -> int:
-        n = len(burst)
+        n = len(burst.lengths)
         if n == 0:
             return 0
-        offsets = np.ascontiguousarray(burst.offsets, np.int64)
-        lengths = np.ascontiguousarray(burst.lengths, np.uint32)
-        buf = np.ascontiguousarray(burst.buffer).view(np.uint8)
-        taken = lib.nx_tx_burst(self._live(), ffi.from_buffer(buf), buf.nbytes, ffi.from_buffer(offsets),
-                                ffi.from_buffer(lengths), n)
+        slot = burst.handle
+        if type(slot) is _Slot and burst.buffer is self.umem and burst.offsets.base is slot.offsets \
+                and burst.lengths.base is slot.lengths:
+            # A burst this port received (e.g. echoed back): its arrays are already C-ready.
+            buf, buf_len, offsets, lengths = self._umem_c, self.umem.nbytes, slot.c_args[0], slot.c_args[1]
+        else:
+            buf, buf_len, offsets, lengths = _c_burst(burst)
+        taken = lib.nx_tx_burst(self._live(), buf, buf_len, offsets, lengths, n)
         if taken < 0:
             i = -taken - 1
-            raise PortError(f"frame {i} of the burst ({int(lengths[i])} bytes at offset {int(offsets[i])}) "
-                            f"runs outside its buffer or does not fit a {self.frame_size}-byte UMEM frame; "
-                            "nothing was sent")
+            raise PortError(f"frame {i} of the burst ({int(burst.lengths[i])} bytes at offset "
+                            f"{int(burst.offsets[i])}) runs outside its buffer or does not fit a "
+                            f"{self.frame_size}-byte UMEM frame; nothing was sent")
         return taken
+
+    def c_api(self) -> tuple[int, int]:
+        """Addresses of this port's ``struct nx_xsk`` and of the ``struct nx_burst_api`` table
+        (cffi_build/xdp_api.h), for a fused C loop in another native module."""
+        return int(ffi.cast("uintptr_t", self._live())), int(ffi.cast("uintptr_t", lib.nx_api()))
 
     def tx_in_flight(self) -> int:
         """Frames queued for sending that the kernel has not finished with yet."""
@@ -275,8 +355,7 @@ class XdpPort(Port):
             s.tx_packets, s.tx_bytes = c.tx_packets, c.tx_bytes
             s.ring_full, s.wakeups, s.fill_ring_empty = c.ring_full, c.wakeups, c.fill_ring_empty
             if lib.nx_kernel_stats(self._xsk, self._kstats) == 0:
-                s.drops = {name: getattr(self._kstats, name) for name in _KERNEL_DROPS
-                           if getattr(self._kstats, name)}
+                s.drops = _kernel_drops(self._kstats)
         return self._stats
 
     def fileno(self) -> int | None:
@@ -288,19 +367,30 @@ class XdpPort(Port):
         self.stats()  # keep the last counters readable after close
         if self._token is not None:
             teardown.unregister(self._token)
+            self._token = None
         xsk, self._xsk = self._xsk, ffi.NULL
         lib.nx_close(xsk)
         ifname = self.info.iface
         _owners[ifname] -= 1
         if _owners[ifname] == 0:
-            # libxdp detaches its program with the last socket; make sure, but never
-            # touch a program that is not the one this port was given.
-            try:
-                if self._prog_id is not None:
-                    iface.detach_xdp(ifname, prog_id=self._prog_id)
-            except PortError:
-                pass  # the interface went away, and its program with it
-            _state_file(ifname).unlink(missing_ok=True)
+            # libxdp detaches its program with the last socket; make sure.
+            self._detach_program()
+
+    def _detach_program(self) -> None:
+        """Detach the program this port was given (never another one) and forget its note."""
+        ifname = self.info.iface
+        try:
+            if self._prog_id is not None:
+                iface.detach_xdp(ifname, prog_id=self._prog_id)
+        except PortError:
+            pass  # the interface went away, and its program with it
+        _state_file(ifname).unlink(missing_ok=True)
+
+    def _on_signal(self) -> None:
+        # A signal can land between two lines of rx_burst, so the socket and UMEM stay
+        # (the process is ending; the kernel frees them) and only the program goes.
+        self._token = None
+        self._detach_program()
 
     def _live(self):
         if self._xsk == ffi.NULL:

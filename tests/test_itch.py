@@ -1,5 +1,8 @@
 """ITCH 5.0: the wire layout field for field, bulk decode/encode, bad input, and the stream generator."""
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,11 @@ from hypothesis import strategies as st
 
 from engine import itch, itch_gen
 from engine.itch import DTYPES, LENGTHS, ItchError
+
+try:
+    import itch.messages as itchfeed      # PyPI itchfeed: an independent ITCH 5.0 decoder
+except ImportError:
+    itchfeed = None
 
 # The spec (NASDAQ TotalView-ITCH 5.0, section 1), written out independently of engine/itch.py:
 # every message after the common header message_type(1) stock_locate(2) tracking_number(2)
@@ -72,7 +80,7 @@ def sample_fields(msg_type: str, seed: int) -> dict:
         if kind == "a":
             out[name] = "".join(chr(c) for c in rng.integers(ord("A"), ord("Z") + 1, size))
         else:
-            out[name] = int(rng.integers(0, 1 << 62)) % (1 << (8 * size))
+            out[name] = int.from_bytes(rng.bytes(size), "big") | 1 << (8 * size - 1)   # top bit set
     out["timestamp"] = (1 << 48) - 1 - seed
     return out
 
@@ -191,6 +199,17 @@ def test_encode_from_user_built_arrays_in_any_byte_order():
     data = itch.encode(itch.ItchBatch.from_messages({"A": native, "D": deletes}))
     assert itch.decode(data).types() == "AAD"
     assert itch.decode(data).messages["A"]["shares"].tolist() == [100, 200]
+    assert [r["shares"] for r in itch.ItchBatch.from_messages({"A": native}).to_records()] == [100, 200]
+
+
+def test_batches_compare_by_wire_bytes_order_and_rejects():
+    data = itch_gen.random_stream(500, seed=4)
+    assert itch.decode(data) == itch.decode(bytearray(data))
+    assert itch.decode(data) != itch.decode(data[:-1])                  # a truncated last message
+    assert itch.decode(data) != itch.decode_views(data, *views_of(data))  # only views trace a source
+    changed = itch.decode(data)
+    changed.messages["A"]["shares"][0] += 1
+    assert changed != itch.decode(data)
 
 
 def test_encode_refuses_inconsistent_batches():
@@ -298,6 +317,111 @@ def test_pack_refuses_what_the_wire_cannot_carry():
         itch.pack("A", shares=-1)
     with pytest.raises(ItchError, match="unknown message type 'Z'"):
         itch.pack("Z")
+    with pytest.raises(ItchError, match="message_type"):
+        itch.pack("A", message_type="D")
+
+
+# The kernels alone, built with AddressSanitizer and UBSan, on random framed streams and
+# random views, every buffer allocated to its exact size so any stray byte is caught.
+FUZZ_HARNESS = r"""
+#include "itch.c"
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static void *exact(size_t n) { return malloc(n ? n : 1); }
+
+static int decode_and_encode(const uint8_t *buf, size_t len, const int64_t *off, const uint16_t *vlen,
+                             uint64_t n_views, const uint8_t lengths[256])
+{
+    uint64_t counts[256] = {0}, offset[257], rejects[4] = {0};
+    int64_t valid = off ? itch_scan_views(buf, len, off, vlen, n_views, lengths, counts, offset, rejects)
+                        : itch_scan(buf, len, lengths, counts, offset, rejects);
+    uint8_t *block = exact(offset[256]), *order = exact(valid * 5);
+    uint32_t *source = exact(valid * 4);
+    int64_t placed = off ? itch_gather_views(buf, len, off, vlen, n_views, lengths, block, offset, counts,
+                                             order, source, valid)
+                         : itch_gather(buf, len, lengths, block, offset, counts, order, valid);
+    if (placed != valid) return 1;
+    const uint8_t *src[256] = {0};
+    uint8_t *arrays[256] = {0};
+    size_t total = 0;
+    for (int t = 0; t < 256; t++) {
+        total += counts[t] * (lengths[t] + 2);
+        if (counts[t]) {   /* each type in its own exact allocation, as numpy would hold it */
+            arrays[t] = exact(counts[t] * lengths[t]);
+            memcpy(arrays[t], block + offset[t], counts[t] * lengths[t]);
+            src[t] = arrays[t];
+        }
+    }
+    uint8_t *out = exact(total);
+    int bad = itch_encode(order, valid, lengths, src, counts, out, total) != (int64_t)total;
+    for (int t = 0; t < 256; t++) free(arrays[t]);
+    free(out), free(block), free(order), free(source);
+    return bad;
+}
+
+int main(void)
+{
+    uint8_t lengths[256] = {0};
+    %(lengths)s
+    const char *types = "%(types)s";
+    for (int round = 0; round < 20000; round++) {
+        size_t len = 0, cap = next() %% 400;
+        uint8_t *tmp = exact(cap + 64);
+        while (len < cap) {          /* valid messages, wrong lengths, garbage, in random turns */
+            uint64_t r = next();
+            size_t n = r %% 3 == 0 ? next() %% 70 : lengths[(uint8_t)types[next() %% %(n_types)d]];
+            if (len + 2 + n > cap + 64) break;
+            tmp[len] = (uint8_t)(n >> 8), tmp[len + 1] = (uint8_t)n;
+            for (size_t i = 0; i < n; i++) tmp[len + 2 + i] = (uint8_t)next();
+            if (n && r %% 3 != 0) tmp[len + 2] = (uint8_t)types[next() %% %(n_types)d];
+            if (n && r %% 3 == 0 && next() %% 2) tmp[len + 2] = (uint8_t)types[next() %% %(n_types)d];
+            len += 2 + n;
+        }
+        len -= next() %% 2 ? next() %% (len + 1) %% 7 : 0;   /* sometimes cut the last message short */
+        uint8_t *buf = exact(len);
+        memcpy(buf, tmp, len);
+        uint64_t n_views = next() %% 16;
+        int64_t *off = exact(n_views * 8);
+        uint16_t *vlen = exact(n_views * 2);
+        for (uint64_t k = 0; k < n_views; k++) {
+            off[k] = (int64_t)(next() %% (len + 10)) - 5;
+            vlen[k] = next() %% 4 ? lengths[(uint8_t)types[next() %% %(n_types)d]] : next() %% 70;
+        }
+        if (decode_and_encode(buf, len, NULL, NULL, 0, lengths) ||
+            decode_and_encode(buf, len, off, vlen, n_views, lengths)) {
+            printf("round %%d: placed or encoded size disagrees with the scan\n", round);
+            return 1;
+        }
+        free(tmp), free(buf), free(off), free(vlen);
+    }
+    return 0;
+}
+"""
+
+
+def sanitized_binary(source: Path) -> Path:
+    binary = source.with_suffix("")
+    cffi_build = Path(__file__).resolve().parent.parent / "cffi_build"
+    subprocess.run(["gcc", "-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    f"-I{cffi_build}", str(source), "-o", str(binary)], check=True, capture_output=True)
+    return binary
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_c_kernels_are_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    if subprocess.run([str(sanitized_binary(probe))], capture_output=True).returncode != 0:
+        pytest.skip("the sanitizer runtime does not start on this kernel")
+    source = tmp_path / "itch_fuzz.c"
+    source.write_text(FUZZ_HARNESS % {
+        "lengths": " ".join(f"lengths[{ord(t)}] = {n};" for t, n in LENGTHS.items()),
+        "types": "".join(LENGTHS), "n_types": len(LENGTHS)})
+    run = subprocess.run([str(sanitized_binary(source))], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
 
 
 # ----------------------------------------------------------------------- properties
@@ -314,8 +438,7 @@ def test_encode_after_decode_is_the_identity_on_valid_streams(bodies):
     assert batch.count == len(bodies) and not any(batch.rejects.values())
     assert batch.types() == "".join(chr(b[0]) for b in bodies)
     assert itch.encode(batch) == data
-    assert [itch.pack(r["message_type"], **{k: v for k, v in r.items() if k != "message_type"})
-            for r in batch.to_records()] == bodies
+    assert [itch.pack(r["message_type"], **r) for r in batch.to_records()] == bodies
 
 
 @settings(deadline=None, max_examples=500, suppress_health_check=[HealthCheck.too_slow])
@@ -337,6 +460,96 @@ def test_garbage_between_valid_messages_loses_none_of_them(messages, tail):
     assert [batch.messages[chr(t)][i].tobytes() for t, i in batch.order.tolist()] == kept
     tail_rejects = sum(reference_walk(tail)[1].values())
     assert sum(batch.rejects.values()) == len(messages) - len(kept) + tail_rejects
+
+
+# ------------------------------------------------------ an independent decoder agrees
+
+# itchfeed (PyPI) spells a few fields differently; everything else has the same name.
+ITCHFEED_NAMES = {"luld_ref": "luld_reference_price_tier", "level1_price": "level_1", "level2_price": "level_2",
+                  "level3_price": "level_3", "ipo_release_qualifier": "ipo_quotation_release_qualifier",
+                  "ipo_release_time": "ipo_quotation_release_time",
+                  "auction_collar_extention": "auction_collar_extension", "cancelled_shares": "canceled_shares",
+                  "variation_indicator": "price_variation_indicator"}
+
+
+@pytest.mark.skipif(itchfeed is None, reason="itchfeed (a test extra) not installed")
+@settings(deadline=None, max_examples=400)
+@given(valid_message)
+def test_itchfeed_reads_every_field_as_we_do(body):
+    """A third party's reading of the spec (itchfeed) gives the same value for every field."""
+    msg_type = chr(body[0])
+    theirs = {ITCHFEED_NAMES.get(k, k): v for k, v in vars(itchfeed.messages[body[:1]](body)).items()}
+    if msg_type == "U":
+        theirs["original_order_reference_number"] = theirs.pop("order_reference_number")
+    record = itch.decode(frame(body)).messages[msg_type]
+    assert itch.timestamps(record)[0] == theirs["timestamp"]
+    for name in DTYPES[msg_type].names[1:]:
+        if name != "timestamp":
+            spec, at = DTYPES[msg_type].fields[name]
+            ours = record.tobytes()[at:at + spec.itemsize]
+            assert theirs[name] == (ours if spec.kind == "S" else int.from_bytes(ours, "big")), name
+
+
+# ------------------------------------------------------------------------ views
+
+def views_of(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and lengths of the bodies of a framed stream (as a MoldUDP64 decoder reports them)."""
+    offsets, lengths, pos = [], [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 2], "big")
+        offsets.append(pos + 2)
+        lengths.append(n)
+        pos += 2 + n
+    return np.array(offsets, np.int64), np.array(lengths, np.uint16)
+
+
+def test_views_decode_like_the_framed_stream():
+    data = itch_gen.random_stream(2000, seed=11)
+    framed, viewed = itch.decode(data), itch.decode_views(data, *views_of(data))
+    assert viewed.types() == framed.types() and viewed.rejects == framed.rejects
+    assert all(viewed.messages[t].tobytes() == framed.messages[t].tobytes() for t in LENGTHS)
+    assert np.array_equal(viewed.source, np.arange(2000)) and framed.source is None
+    assert itch.encode(viewed) == data
+
+
+def test_bad_views_are_counted_and_skipped_and_the_rest_traced_to_their_view():
+    buf = itch.pack("A", shares=1) + itch.pack("D") + b"Z" * 5 + itch.pack("E")[:-1]
+    offsets = [0, 36, 55, 60, 0, -1, len(buf) - 3, 36]
+    lengths = [36, 19, 5, 30, 0, 19, 19, 19]
+    batch = itch.decode_views(np.frombuffer(buf, np.uint8), offsets, lengths)
+    assert batch.types() == "ADD"
+    assert batch.source.tolist() == [0, 1, 7]
+    assert batch.rejects == {"truncated": 2, "length_mismatch": 1, "unknown_type": 1, "empty": 1}
+
+
+def test_views_refuse_mismatched_arrays():
+    with pytest.raises(ValueError, match="equal-length"):
+        itch.decode_views(b"", [0, 1], [1])
+    with pytest.raises(ValueError, match="65535"):
+        itch.decode_views(b"", [0], [70000])
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.binary(max_size=200), st.lists(st.tuples(st.integers(-5, 210), st.integers(0, 60)), max_size=20))
+def test_random_views_never_crash_and_keep_exactly_the_valid_ones(buf, views):
+    batch = itch.decode_views(buf, [o for o, _ in views], [n for _, n in views])
+    expected = [k for k, (o, n) in enumerate(views)
+                if n and 0 <= o and o + n <= len(buf) and LENGTHS.get(chr(buf[o])) == n]
+    assert batch.source.tolist() == expected
+    assert [batch.messages[chr(t)][i].tobytes() for t, i in batch.order.tolist()] == \
+        [buf[views[k][0]:views[k][0] + views[k][1]] for k in expected]
+    assert sum(batch.rejects.values()) == len(views) - len(expected)
+
+
+def test_moldudp64_burst_decodes_straight_into_itch_arrays():
+    """MoldUDP64 packets -> the Mold decoder's views -> ITCH arrays, the feed handler's path."""
+    mold = pytest.importorskip("engine.moldudp64", reason="engine.moldudp64 not present")
+    data = itch_gen.random_stream(5000, seed=12)
+    packed = mold.pack_stream("NETIO00001", 1, data, 1400)
+    views = mold.decode_views(packed.data, packed.offset, packed.length)
+    batch = itch.decode_views(views.buffer, views.offset, views.length)
+    assert batch.count == 5000 and itch.encode(batch) == data
+    assert np.array_equal(views.sequence[batch.source], np.arange(1, 5001))
 
 
 # ------------------------------------------------------------------------ generator

@@ -1,12 +1,17 @@
-"""The journal: round trip, torn tails, corruption, flush policies (format-level rules).
-
-Replay against the matching core and the crash test live in test_journal_replay.py.
+"""The journal: round trip, torn tails, corruption, flush policies, replay into the
+matching core, and a venue killed with SIGKILL mid-stream.
 """
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import journal
 from engine.journal import FlushPolicy, Journal, JournalCorrupt, JournalError
@@ -92,6 +97,11 @@ def test_reopening_continues_the_sequence(path):
     assert list(journal.read(path).records["seq"]) == list(range(1, 16))
 
 
+def test_appending_records_of_another_dtype_is_refused(path):
+    with Journal.open(path, PAYLOAD) as j, pytest.raises(TypeError, match="journals"):
+        j.append(np.zeros(3, np.dtype([("x", "<u8")])))
+
+
 def test_reopening_with_another_record_dtype_is_refused(path):
     write(path, [payloads(2)])
     with pytest.raises(JournalError, match="records are"):
@@ -174,6 +184,37 @@ def test_a_record_out_of_sequence_is_corruption(path):
     assert e.value.seq == 3
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 40), data=st.data())
+def test_any_damage_is_either_a_torn_tail_or_corruption_at_its_record(path, n, data):
+    """One flipped byte anywhere in record i: corruption at i's offset if a good record
+    follows, else a torn tail from i. A cut anywhere: the whole records before it survive."""
+    path.unlink(missing_ok=True)
+    write(path, [payloads(n)])
+    pristine = path.read_bytes()
+    header_len = journal.read(path).header.header_len
+    rec = journal.record_dtype(PAYLOAD).itemsize
+
+    at = data.draw(st.integers(header_len, len(pristine) - 1), label="flipped byte")
+    i = (at - header_len) // rec
+    damaged = bytearray(pristine)
+    damaged[at] ^= data.draw(st.integers(1, 255), label="xor")
+    path.write_bytes(bytes(damaged))
+    if i < n - 1:
+        with pytest.raises(JournalCorrupt) as e:
+            journal.read(path)
+        assert (e.value.offset, e.value.seq) == (header_len + i * rec, i + 1)
+    else:
+        c = journal.read(path)
+        assert len(c.records) == n - 1 and c.torn_offset == header_len + i * rec
+
+    cut = data.draw(st.integers(header_len, len(pristine)), label="cut at")
+    path.write_bytes(pristine[:cut])
+    c = journal.read(path)
+    assert len(c.records) == (cut - header_len) // rec
+    assert c.torn_bytes == (cut - header_len) % rec
+
+
 def test_replay_feeds_every_payload_in_order_in_batches(path):
     write(path, [payloads(25)])
     seen = []
@@ -235,3 +276,113 @@ def test_cli_prints_a_summary(path, capsys):
     write(path, [payloads(7)])
     assert journal.main([str(path)]) == 0
     assert "7 records, sequence 1..7" in capsys.readouterr().out
+
+
+# ---- replay through the matching core ---------------------------------------------------
+
+def run_stream(venue, seed: int, batches: int, journal_: Journal | None = None) -> np.ndarray:
+    """Check, journal, match ``batches`` batches of the stream; return the checked commands."""
+    from journal_crash_driver import stream_batch
+    done = []
+    for k in range(batches):
+        cmds = stream_batch(seed, k)
+        venue.check(cmds)
+        if journal_ is not None:
+            journal_.append(cmds)
+        venue.match(cmds)
+        done.append(cmds)
+    return np.concatenate(done)
+
+
+def test_replay_rebuilds_the_same_books_and_risk_state(path):
+    from journal_crash_driver import Venue
+    from engine.commands import COMMAND_DTYPE
+    live = Venue()
+    with Journal.open(path, COMMAND_DTYPE) as j:
+        checked = run_stream(live, seed=3, batches=120, journal_=j)
+    assert live.book.live > 0 and (checked["risk"] != 0).any(), "the stream rests orders and trips risk"
+
+    replica = Venue()
+    contents = journal.replay(path, replica.replay, COMMAND_DTYPE, batch=1000)
+    assert np.array_equal(contents.records["payload"], checked)
+    assert replica.book.state_hash() == live.book.state_hash()
+    for name in ("position", "open_buy", "open_sell", "last_trade"):
+        assert np.array_equal(getattr(replica.risk, name), getattr(live.risk, name)), name
+    assert replica.risk.orders() == live.risk.orders()
+
+
+def test_a_venue_killed_mid_stream_loses_no_acknowledged_command(path):
+    """SIGKILL a journaling venue mid-stream. Every command it acknowledged is in the
+    journal; the journal is exactly a prefix of what it checked; restarting recovers
+    the state of applying exactly that prefix and carries on from there."""
+    from journal_crash_driver import Venue, stream_batch
+    from engine.commands import COMMAND_DTYPE
+    seed = 11
+    driver = [sys.executable, str(Path(__file__).parent / "journal_crash_driver.py"), str(path), str(seed)]
+
+    # A stream far longer than the test waits for: the kill always lands mid-stream.
+    child = subprocess.Popen(driver + ["1000000", "--pause-ms", "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().startswith("recovered 0 ")
+        acked = []
+        while len(acked) < 25:
+            line = child.stdout.readline()
+            assert line.startswith("ack "), f"driver said {line!r}"
+            acked.append(int(line.split()[1]))
+        child.send_signal(signal.SIGKILL)
+        acked += [int(line.split()[1]) for line in child.stdout if line.startswith("ack ")]
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    survived = journal.read(path, COMMAND_DTYPE)
+    n = len(survived.records)
+    assert n >= max(acked), f"acknowledged up to sequence {max(acked)}, journal holds {n}"
+
+    ends = np.cumsum([len(stream_batch(seed, k)) for k in range(n + 30)])
+    batches = int(np.searchsorted(ends, n, side="right")) + 20    # the restart goes 20 batches further
+    uninterrupted = Venue()
+    checked = run_stream(uninterrupted, seed, batches)
+    assert np.array_equal(survived.records["payload"], checked[:n]), "the journal is a prefix of the stream"
+    prefix = Venue()
+    prefix.replay(np.ascontiguousarray(checked[:n]))
+
+    restarted = subprocess.run(driver + [str(batches)], capture_output=True, text=True, timeout=120)
+    assert restarted.returncode == 0, restarted.stderr
+    lines = restarted.stdout.splitlines()
+    assert lines[0] == f"recovered {n} {prefix.book.state_hash()}"
+    assert lines[-1].startswith("done ")
+    final_hash = lines[-1].split()[1]
+
+    replica = Venue()
+    total = journal.replay(path, replica.replay, COMMAND_DTYPE)
+    assert len(total.records) == ends[batches - 1] and total.torn_offset is None
+    assert replica.book.state_hash() == final_hash, "the continued journal replays to the final state"
+    if n in set(ends.tolist()):    # killed between batches: the crash leaves no trace at all
+        assert final_hash == uninterrupted.book.state_hash()
+        assert np.array_equal(total.records["payload"], checked)
+
+
+def test_a_restart_after_a_torn_write_recovers_the_whole_records_before_it(path):
+    """A write cut inside a batch (and inside a record): the restart truncates the torn
+    record, recovers the commands before it and resubmits the rest of that batch."""
+    from journal_crash_driver import Venue, stream_batch
+    from engine.commands import COMMAND_DTYPE
+    seed = 5
+    driver = [sys.executable, str(Path(__file__).parent / "journal_crash_driver.py"), str(path), str(seed)]
+    subprocess.run(driver + ["30"], check=True, capture_output=True, timeout=120)
+    ends = np.cumsum([len(stream_batch(seed, k)) for k in range(30)])
+    n = int(ends[20]) - 1                                  # one command short of batch 21's end
+    rec = journal.record_dtype(COMMAND_DTYPE).itemsize
+    header_len = journal.read(path).header.header_len
+    os.truncate(path, header_len + n * rec + rec // 3)
+
+    checked = run_stream(Venue(), seed, 30)
+    prefix = Venue()
+    prefix.replay(np.ascontiguousarray(checked[:n]))
+    restarted = subprocess.run(driver + ["30"], capture_output=True, text=True, timeout=120, check=True)
+    assert restarted.stdout.splitlines()[0] == f"recovered {n} {prefix.book.state_hash()}"
+    c = journal.read(path, COMMAND_DTYPE)
+    assert len(c.records) == ends[-1] and c.torn_offset is None
+    assert list(c.records["seq"]) == list(range(1, int(ends[-1]) + 1))

@@ -83,7 +83,8 @@ def test_arp_for_another_address_or_not_a_request_is_dropped_by_reason():
 
 def test_icmp_echo_request_gets_an_echo_reply_with_valid_checksums():
     stack = make_stack()
-    request = to_us(ip(tos=0x10, ttl=9, id=4242), ICMP(type=8, id=0x1234, seq=77), Raw(b"ping-data" * 7))
+    request = Ether(bytes(to_us(ip(tos=0x10, ttl=9, id=4242), ICMP(type=8, id=0x1234, seq=77),
+                                Raw(b"ping-data" * 7))))
     result, [reply] = process(stack, request)
     assert verdict_names(result) == ["replied"]
     assert (reply.dst, reply.src) == (PEER_MAC, OUR_MAC)
@@ -209,13 +210,16 @@ def test_a_vlan_stack_answers_its_vlan_with_tagged_replies_and_drops_the_rest():
     untagged = to_us(ip(), ICMP())
     other_vlan = Ether(dst=OUR_MAC, src=PEER_MAC) / Dot1Q(vlan=101) / ip() / ICMP()
     qinq = Ether(dst=OUR_MAC, src=PEER_MAC) / Dot1Q(vlan=100) / Dot1Q(vlan=100) / ip() / ICMP()
-    result, [reply] = process(stack, tagged, tagged_udp, untagged, other_vlan, qinq)
+    frames = [tagged, tagged_udp, untagged, other_vlan, qinq]
+    burst = Burst.of([bytes(f) for f in frames])
+    result = stack.process(burst)
+    [reply] = [Ether(f) for f in result.replies.to_bytes()]
     assert verdict_names(result) == ["replied", "delivered", "bad_vlan", "bad_vlan", "bad_vlan"]
     assert (reply[Dot1Q].vlan, reply[Dot1Q].prio, reply[Dot1Q].type) == (100, 5, 0x0800)
     assert reply[ICMP].type == 0
     assert_checksums_valid(reply)
     assert result.datagrams["vlan"].tolist() == [100]
-    assert result.datagrams["offset"][0] == 18 + 20 + 8
+    assert result.datagrams["offset"][0] == burst.offsets[1] + 18 + 20 + 8
 
 
 def test_an_untagged_stack_drops_tagged_frames_but_takes_priority_tags():
@@ -259,6 +263,31 @@ def test_igmp_join_and_leave_frames_are_valid_igmpv2_and_gate_group_traffic():
     assert verdict_names(stack.process(Burst.of([bytes(mcast_udp())]))) == ["not_for_us"]
 
 
+def igmp_query(dst: str, group: str = "0.0.0.0", chksum=None) -> Ether:
+    return Ether(dst=multicast_mac(dst).hex(":"), src=PEER_MAC) / \
+        IP(src=PEER_IP, dst=dst, ttl=1, proto=2) / IGMP(type=0x11, mrcode=100, gaddr=group, chksum=chksum)
+
+
+def test_igmp_queries_are_answered_with_a_report_per_joined_group():
+    stack = make_stack()
+    assert verdict_names(stack.process(Burst.of([bytes(igmp_query("224.0.0.1"))]))) == ["not_for_us"]
+    stack.join(GROUP)
+    stack.join("239.9.9.9")
+    general = igmp_query("224.0.0.1")
+    specific = igmp_query(GROUP, GROUP)
+    other = igmp_query("239.7.7.7", "239.7.7.7")
+    bad = igmp_query("224.0.0.1", chksum=0x1111)
+    report = Ether(dst=multicast_mac(GROUP).hex(":"), src=PEER_MAC) / IP(src=PEER_IP, dst=GROUP) / \
+        IGMP(type=0x16, gaddr=GROUP)
+    result, replies = process(stack, general, specific, other, bad, report)
+    assert verdict_names(result) == ["replied", "replied", "not_for_us", "bad_igmp_checksum", "igmp_ignored"]
+    assert result.replied == 2 and len(replies) == 3
+    assert [(r[IGMP].type, r[IGMP].gaddr, r[IP].dst) for r in replies] == \
+        [(0x16, GROUP, GROUP), (0x16, "239.9.9.9", "239.9.9.9"), (0x16, GROUP, GROUP)]
+    for r in replies:
+        assert_checksums_valid(r)
+
+
 def test_join_rejects_a_unicast_address():
     with pytest.raises(ValueError, match="not a multicast group"):
         make_stack().join("10.1.1.1")
@@ -298,6 +327,16 @@ def test_built_udp_frames_parse_in_scapy_with_valid_checksums():
     assert len({f[IP].id for f in frames}) == 4
 
 
+def test_one_destination_for_all_payloads_is_given_as_plain_values():
+    stack = make_stack()
+    built = stack.build_udp(Burst.of([b"a", b"bb", b"ccc"]), PEER_IP, 5000, 7000, PEER_MAC)
+    frames = [Ether(f) for f in built.to_bytes()]
+    assert [(f.dst, f[IP].dst, f[UDP].dport, f[UDP].sport) for f in frames] == [(PEER_MAC, PEER_IP, 5000, 7000)] * 3
+    assert [bytes(f[UDP].payload) for f in frames] == [b"a", b"bb", b"ccc"]
+    with pytest.raises(ValueError, match="dst_port has shape"):
+        stack.build_udp(Burst.of([b"a", b"b"]), PEER_IP, [1, 2, 3], 7000, PEER_MAC)
+
+
 def test_built_multicast_frames_get_the_group_mac_and_the_vlan_tag():
     stack = make_stack(vlan=42, multicast_ttl=4)
     [f] = [Ether(x) for x in stack.build_udp(Burst.of([b"itch"]), GROUP, 26400, 26401).to_bytes()]
@@ -328,7 +367,8 @@ def test_replies_built_from_delivered_datagrams_echo_back_to_the_sender():
 # -- robustness ------------------------------------------------------------------------------
 
 VALID = [bytes(to_us(ip(), UDP(sport=5, dport=BOUND), Raw(b"abcdef"))), bytes(to_us(ip(), ICMP(), Raw(b"p"))),
-         bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER_MAC) / ARP(pdst=OUR_IP))]
+         bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER_MAC) / ARP(pdst=OUR_IP)), bytes(igmp_query("224.0.0.1")),
+         bytes(mcast_udp())]
 
 
 @settings(deadline=None, max_examples=200)

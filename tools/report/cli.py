@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.compare and not args.logs:
         parser.error("no log given: netio-report RUN.hlog [...] or --compare A B")
 
-    sides = ([("A", a.split(",")), ("B", b.split(","))] if args.compare else [("", args.logs)])
+    sides = ([("A", args.compare[0].split(",")), ("B", args.compare[1].split(","))] if args.compare
+             else [("", args.logs)])
     runs: list[Breakdown] = [analyse(read_run(files, args.unit), label) for label, files in sides]
     rows = compare(*runs) if args.compare else None
 

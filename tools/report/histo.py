@@ -59,7 +59,22 @@ def summarize(hist: HdrHistogram, scale: int = 1, with_mean: bool = True) -> Sum
     count = hist.get_total_count()
     if not with_mean or count == 0:
         return Summary(count, figures)
-    return Summary(count, figures, hist.get_min_value() * scale, hist.get_mean_value() * scale)
+    return Summary(count, figures, hist.get_min_value() * scale, mean(hist) * scale)
+
+
+def mean(hist: HdrHistogram) -> float:
+    """The mean as ``HdrHistogram.get_mean_value`` computes it (each bucket at its median
+    equivalent value), visiting only the non-empty buckets."""
+    total = hist.get_total_count()
+    if total == 0:
+        return 0.0
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    weighted = 0
+    for i in np.flatnonzero(counts):
+        low = hist.get_lowest_equivalent_value(hist.get_value_from_index(int(i)))
+        high = hist.get_highest_equivalent_value(low)
+        weighted += int(counts[i]) * (low + ((high - low + 1) >> 1))
+    return weighted / total
 
 
 def distribution(hist: HdrHistogram, scale: int = 1, points: int = 200) -> tuple[np.ndarray, np.ndarray]:

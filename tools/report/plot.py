@@ -18,7 +18,7 @@ from .breakdown import Breakdown, CompareRow
 from .histo import COLUMNS, distribution, fmt_ns
 from .render import BOTTLENECK_MARK, SPIKE_MARK
 
-NINES = ((1, "0%"), (2, "50%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),
+NINES = ((1, "0%"), (10, "90%"), (100, "99%"), (1e3, "99.9%"), (1e4, "99.99%"),
          (1e5, "99.999%"), (1e6, "99.9999%"), (1e7, "99.99999%"))
 _UNITS = (("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
 _LINESTYLES = ("-", "--", ":", "-.")

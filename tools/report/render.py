@@ -80,7 +80,7 @@ def text_compare(a: Breakdown, b: Breakdown, rows: list[CompareRow]) -> str:
             else:
                 table.append([row.name if label == "A" else "", label, f"{side.summary.count:,}"] + _cells(side))
         table.append(["", "B/A", _ratio(row.ratios["count"])] + [_ratio(row.ratios[c]) for c in COLUMNS])
-    lines = [f"A = {_title(a)}", f"B = {_title(b)}", ""]
+    lines = [_title(a), _title(b), ""]
     lines += _table(["stage", "run", "count", *COLUMNS], table, left=2)
     lines.append("B/A < 1: B is faster")
     for label, bd in (("A", a), ("B", b)):

@@ -1,0 +1,80 @@
+`timescale 1ns / 1ps
+`default_nettype none
+`include "feed_defs.vh"
+// Ethernet II receive layer, with one optional 802.1Q tag.
+//
+// Registered output (one cycle): beats leave as they came, and the layer adds the frame
+// offset of its payload (m_axis_start: 14, or 18 behind a tag), the drop reason (tuser)
+// and the PTP time latched at the frame's first beat. Offsets instead of realignment: every later layer
+// reads its header at a frame offset and only the ITCH framer, which must handle messages at
+// any byte lane anyway, picks bytes out of beats.
+module eth_rx (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire [95:0] ptp_ts,          // free-running PTP time of day (96-bit ToD format)
+
+    input  wire [63:0] s_axis_tdata,
+    input  wire [7:0]  s_axis_tkeep,
+    input  wire        s_axis_tvalid,
+    output wire        s_axis_tready,
+    input  wire        s_axis_tlast,
+
+    output reg  [63:0] m_axis_tdata,
+    output reg  [7:0]  m_axis_tkeep,
+    output reg         m_axis_tvalid,
+    input  wire        m_axis_tready,
+    output reg         m_axis_tlast,
+    output reg  [2:0]  m_axis_tuser,    // drop reason
+    output reg  [95:0] m_axis_ts,       // PTP time at the frame's first beat
+    output reg  [15:0] m_axis_start     // frame offset of the Ethernet payload
+);
+    reg  [12:0] beat;
+    reg         vlan_r;
+    reg  [2:0]  rsn_r;
+    reg  [95:0] ts_r;
+
+    wire [15:0] type_a = {s_axis_tdata[39:32], s_axis_tdata[47:40]};   // bytes 12-13 (beat 1)
+    wire [15:0] type_b = {s_axis_tdata[7:0],   s_axis_tdata[15:8]};    // bytes 16-17 (beat 2)
+    wire        is_vlan = beat == 13'd1 && type_a == 16'h8100;
+    wire        vlan    = beat == 13'd1 ? is_vlan : vlan_r;
+
+    reg [2:0] rsn;
+    always @* begin
+        rsn = rsn_r;
+        if (beat == 13'd1 && !is_vlan && type_a != 16'h0800) rsn = `RSN_ETH;
+        if (beat == 13'd2 && vlan_r && type_b != 16'h0800) rsn = `RSN_ETH;
+    end
+
+    assign s_axis_tready = !m_axis_tvalid || m_axis_tready;
+    wire accept = s_axis_tvalid && s_axis_tready;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            m_axis_tvalid <= 1'b0;
+            beat <= 13'd0;
+            vlan_r <= 1'b0;
+            rsn_r <= `RSN_OK;
+            ts_r <= 96'd0;
+        end else begin
+            if (s_axis_tready) m_axis_tvalid <= s_axis_tvalid;
+            if (accept) begin
+                m_axis_tdata <= s_axis_tdata;
+                m_axis_tkeep <= s_axis_tkeep;
+                m_axis_tlast <= s_axis_tlast;
+                m_axis_tuser <= rsn;
+                m_axis_ts    <= beat == 13'd0 ? ptp_ts : ts_r;
+                m_axis_start <= vlan ? 16'd18 : 16'd14;
+                if (beat == 13'd0) ts_r <= ptp_ts;
+                if (beat == 13'd1) vlan_r <= is_vlan;
+                rsn_r <= rsn;
+                if (beat != 13'h1FFF) beat <= beat + 13'd1;
+                if (s_axis_tlast) begin
+                    beat <= 13'd0;
+                    vlan_r <= 1'b0;
+                    rsn_r <= `RSN_OK;
+                end
+            end
+        end
+    end
+endmodule
+`default_nettype wire

@@ -1,0 +1,176 @@
+`timescale 1ns / 1ps
+`default_nettype none
+`include "feed_defs.vh"
+// MoldUDP64 receive layer: session (10 bytes), sequence number (8), message count (2).
+// Registered output. tkeep leaves marking only the message-block bytes of the packet (AXI
+// null bytes elsewhere), with the packet's first sequence number and count beside them.
+//
+// Sequence status, on the last beat of every packet that got this far intact: a gap (the
+// sequence number is past the next one expected), a heartbeat (count 0) or the end of the
+// session (count 0xFFFF) is counted and pulsed on status_event. A new session name restarts
+// the expectation without counting a gap. The status registers settle three cycles after
+// the packet's last beat.
+//
+// s_axis_start and s_axis_end are used a beat late (registered here, for timing): the UDP
+// header's start is known two beats before the MoldUDP64 header begins, its length three
+// beats before the first message block.
+module mold_rx (
+    input  wire        clk,
+    input  wire        rst,
+
+    input  wire [63:0] s_axis_tdata,
+    input  wire [7:0]  s_axis_tkeep,
+    input  wire        s_axis_tvalid,
+    output wire        s_axis_tready,
+    input  wire        s_axis_tlast,
+    input  wire [2:0]  s_axis_tuser,
+    input  wire [95:0] s_axis_ts,
+    input  wire [15:0] s_axis_start,    // frame offset of the MoldUDP64 header; 16'hFFFF until known
+    input  wire [15:0] s_axis_end,      // frame offset just past the UDP datagram
+
+    output reg  [63:0] m_axis_tdata,
+    output reg  [7:0]  m_axis_tkeep,    // message-block bytes only
+    output reg         m_axis_tvalid,
+    input  wire        m_axis_tready,
+    output reg         m_axis_tlast,
+    output reg  [2:0]  m_axis_tuser,
+    output reg  [95:0] m_axis_ts,
+    output reg  [63:0] m_axis_seq,      // sequence number of the packet's first message
+    output reg  [15:0] m_axis_count,    // message count from the header
+
+    output reg  [79:0] status_session,
+    output reg  [63:0] status_next_seq, // next sequence number expected
+    output reg  [31:0] status_gaps,
+    output reg  [31:0] status_heartbeats,
+    output reg  [31:0] status_end_of_session,
+    output reg  [2:0]  status_event     // one cycle: {end of session, heartbeat, gap}
+);
+    reg  [12:0] beat;
+    reg  [7:0]  hdr [0:19];
+    reg         done_r;
+    reg         started_r;              // a session name has been seen
+    reg  [2:0]  rsn_r;
+    reg  [15:0] start_r;                // s_axis_start a beat late
+    reg  signed [16:0] from_r;          // frame offset of this beat's lane 0 minus the blocks' start
+    reg  signed [16:0] to_r;            // ... minus the datagram's end
+    reg         window_r;               // from_r and to_r are meaningful
+
+    wire        near = beat < 13'd16;   // headers lie in the first 128 bytes
+    wire        known = start_r != 16'hFFFF;
+    wire signed [8:0] rel = $signed({1'b0, beat[4:0], 3'b000}) - $signed({1'b0, start_r[7:0]});
+    wire signed [8:0] last_rel = 9'sd19 - rel;
+    wire        end_here = near && known && !done_r && last_rel >= 0 && last_rel < 8;
+    wire        accept = s_axis_tvalid && s_axis_tready;
+    wire [15:0] off1 = {beat + 13'd1, 3'b000};       // the next beat's lane 0
+
+    // header bytes as known after this beat (a heartbeat's header ends on its last beat)
+    wire [7:0] h [0:19];
+    genvar g;
+    generate
+        for (g = 0; g < 20; g = g + 1) begin : capture
+            localparam signed [8:0] GH = g;
+            wire signed [8:0] d = GH - rel;
+            assign h[g] = near && known && d >= 0 && d < 8 ? s_axis_tdata[d[2:0]*8 +: 8] : hdr[g];
+            always @(posedge clk)
+                if (accept) hdr[g] <= h[g];
+        end
+    endgenerate
+
+    // message-block bytes: frame offsets [start + 20, end)
+    wire [7:0] keep;
+    generate
+        for (g = 0; g < 8; g = g + 1) begin : lanes
+            localparam signed [16:0] G = g;
+            assign keep[g] = s_axis_tkeep[g] && window_r && from_r + G >= 0 && to_r + G < 0;
+        end
+    endgenerate
+
+    wire [79:0] session = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]};
+    wire [63:0] seq     = {h[10], h[11], h[12], h[13], h[14], h[15], h[16], h[17]};
+    wire [15:0] count   = {h[18], h[19]};
+
+    // a header short of 20 bytes, or running past the UDP datagram, shows at the last beat
+    wire       short_hdr = !done_r && !end_here || !window_r || to_r > from_r;
+    wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && short_hdr ? `RSN_MOLD : rsn_r;
+    wire [2:0] rsn = s_axis_tuser != `RSN_OK ? s_axis_tuser : own;
+
+    // sequence status, settled two cycles after the last beat of an intact packet
+    reg         judge_r, judge2_r;
+    reg  [79:0] session_r;
+    reg  [63:0] seq_r, after_r;
+    reg  [15:0] count_r;
+    reg         fresh_r, gap_r;
+    wire        fresh = !started_r || session_r != status_session;
+    wire        hb    = count_r == 16'd0;
+    wire        eos   = count_r == 16'hFFFF;
+
+    assign s_axis_tready = !m_axis_tvalid || m_axis_tready;
+
+    always @(posedge clk) begin
+        status_event <= 3'd0;
+        judge_r <= accept && s_axis_tlast && rsn == `RSN_OK;
+        judge2_r <= judge_r;
+        if (accept && s_axis_tlast) begin
+            session_r <= session;
+            seq_r <= seq;
+            count_r <= count;
+        end
+        if (rst) begin
+            m_axis_tvalid <= 1'b0;
+            beat <= 13'd0;
+            done_r <= 1'b0;
+            started_r <= 1'b0;
+            rsn_r <= `RSN_OK;
+            start_r <= 16'hFFFF;
+            window_r <= 1'b0;
+            judge_r <= 1'b0;
+            judge2_r <= 1'b0;
+            status_session <= 80'd0;
+            status_next_seq <= 64'd0;
+            status_gaps <= 32'd0;
+            status_heartbeats <= 32'd0;
+            status_end_of_session <= 32'd0;
+        end else begin
+            if (s_axis_tready) m_axis_tvalid <= s_axis_tvalid;
+            if (accept) begin
+                m_axis_tdata <= s_axis_tdata;
+                m_axis_tkeep <= rsn == `RSN_OK ? keep : 8'd0;
+                m_axis_tlast <= s_axis_tlast;
+                m_axis_tuser <= rsn;
+                m_axis_ts    <= s_axis_ts;
+                m_axis_seq   <= seq;
+                m_axis_count <= count;
+                start_r  <= s_axis_start;
+                window_r <= known;
+                from_r   <= $signed({1'b0, off1}) - $signed({1'b0, start_r}) - 17'sd20;
+                to_r     <= $signed({1'b0, off1}) - $signed({1'b0, s_axis_end});
+                if (end_here) done_r <= 1'b1;
+                rsn_r <= own;
+                if (beat != 13'h1FFF) beat <= beat + 13'd1;
+                if (s_axis_tlast) begin
+                    beat <= 13'd0;
+                    done_r <= 1'b0;
+                    rsn_r <= `RSN_OK;
+                    start_r <= 16'hFFFF;
+                    window_r <= 1'b0;
+                end
+            end
+            if (judge_r) begin            // first cycle: compare and add
+                fresh_r <= fresh;
+                gap_r <= !fresh && seq_r > status_next_seq;
+                after_r <= seq_r + {48'd0, count_r};
+            end
+            if (judge2_r) begin           // second cycle: count and expect
+                started_r <= 1'b1;
+                status_session <= session_r;
+                status_event <= {eos, hb, gap_r};
+                if (gap_r) status_gaps <= status_gaps + 32'd1;
+                if (hb) status_heartbeats <= status_heartbeats + 32'd1;
+                if (eos) status_end_of_session <= status_end_of_session + 32'd1;
+                if (eos) status_next_seq <= seq_r;
+                else if (fresh_r || after_r > status_next_seq) status_next_seq <= after_r;
+            end
+        end
+    end
+endmodule
+`default_nettype wire

@@ -1,0 +1,117 @@
+`timescale 1ns / 1ps
+`default_nettype none
+`include "feed_defs.vh"
+// UDP receive layer: destination port and multicast-group filters set by registers, UDP
+// length checked against the IPv4 packet. The data path is a wire; the verdict is taken on
+// the beat after the 8-byte header, from registers, and rides on the stream from the beat
+// after that (the 20-byte MoldUDP64 header follows, so no message can be out before it). The UDP checksum is not checked (optional in IPv4,
+// and feeds send it as zero).
+//
+// s_axis_start is used a beat late (registered here, for timing): it is known from the
+// IPv4 header's first byte, at least two beats before the UDP header begins.
+module udp_rx #(
+    parameter GROUPS = 4
+) (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire [15:0] cfg_port,                 // accepted destination port
+    input  wire [32*GROUPS-1:0] cfg_group,       // accepted IPv4 destination addresses ...
+    input  wire [GROUPS-1:0]    cfg_group_en,    // ... those enabled; none enabled: any
+
+    input  wire [63:0] s_axis_tdata,
+    input  wire [7:0]  s_axis_tkeep,
+    input  wire        s_axis_tvalid,
+    output wire        s_axis_tready,
+    input  wire        s_axis_tlast,
+    input  wire [2:0]  s_axis_tuser,
+    input  wire [95:0] s_axis_ts,
+    input  wire [15:0] s_axis_start,             // frame offset of the UDP header; 16'hFFFF until known
+    input  wire [15:0] s_axis_end,               // frame offset just past the IPv4 packet
+    input  wire [31:0] s_axis_dst,
+
+    output wire [63:0] m_axis_tdata,
+    output wire [7:0]  m_axis_tkeep,
+    output wire        m_axis_tvalid,
+    input  wire        m_axis_tready,
+    output wire        m_axis_tlast,
+    output wire [2:0]  m_axis_tuser,
+    output wire [95:0] m_axis_ts,
+    output wire [15:0] m_axis_start,             // frame offset of the UDP payload; 16'hFFFF until known
+    output wire [15:0] m_axis_end                // frame offset just past the UDP datagram
+);
+    reg  [12:0] beat;
+    reg  [7:0]  hdr [0:7];
+    reg         done_r;
+    reg         judged_r;
+    reg  [2:0]  rsn_r;
+    reg  [15:0] start_r;
+
+    wire        near = beat < 13'd16;   // headers lie in the first 128 bytes
+    wire        known = start_r != 16'hFFFF;
+    wire signed [8:0] rel = $signed({1'b0, beat[4:0], 3'b000}) - $signed({1'b0, start_r[7:0]});
+    wire signed [8:0] last_rel = 9'sd7 - rel;
+    wire        end_here = near && known && !done_r && last_rel >= 0 && last_rel < 8;
+    wire        accept = s_axis_tvalid && s_axis_tready;
+
+    genvar g;
+    generate
+        for (g = 0; g < 8; g = g + 1) begin : capture
+            localparam signed [8:0] G = g;
+            wire signed [8:0] d = G - rel;
+            always @(posedge clk)
+                if (accept && near && known && d >= 0 && d < 8) hdr[g] <= s_axis_tdata[d[2:0]*8 +: 8];
+        end
+    endgenerate
+
+    wire [15:0] port   = {hdr[2], hdr[3]};
+    wire [15:0] udplen = {hdr[4], hdr[5]};
+
+    reg group_ok;
+    integer i;
+    always @* begin
+        group_ok = cfg_group_en == {GROUPS{1'b0}};
+        for (i = 0; i < GROUPS; i = i + 1)
+            if (cfg_group_en[i] && cfg_group[32*i +: 32] == s_axis_dst) group_ok = 1'b1;
+    end
+
+    wire [16:0] udp_end = {1'b0, start_r} + {1'b0, udplen};
+    // the verdict, taken the beat after the header and registered
+    wire [2:0] verdict = udplen < 16'd8 ? `RSN_IPHDR :
+                         udp_end > {1'b0, s_axis_end} ? `RSN_TRUNC :
+                         port != cfg_port || !group_ok ? `RSN_FILTER : `RSN_OK;
+    wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && !done_r && !end_here ? `RSN_TRUNC : rsn_r;
+
+    assign m_axis_tdata  = s_axis_tdata;
+    assign m_axis_tkeep  = s_axis_tkeep;
+    assign m_axis_tvalid = s_axis_tvalid;
+    assign m_axis_tlast  = s_axis_tlast;
+    assign s_axis_tready = m_axis_tready;
+    assign m_axis_tuser  = s_axis_tuser != `RSN_OK ? s_axis_tuser : own;
+    assign m_axis_ts     = s_axis_ts;
+    assign m_axis_start  = known ? start_r + 16'd8 : 16'hFFFF;
+    assign m_axis_end    = udp_end[15:0];
+
+    always @(posedge clk) begin
+        if (rst) begin
+            beat <= 13'd0;
+            done_r <= 1'b0;
+            judged_r <= 1'b0;
+            rsn_r <= `RSN_OK;
+            start_r <= 16'hFFFF;
+        end else if (accept) begin
+            start_r <= s_axis_tlast ? 16'hFFFF : s_axis_start;
+            if (end_here) done_r <= 1'b1;
+            if (done_r) judged_r <= 1'b1;
+            rsn_r <= own;
+            if (done_r && !judged_r && own == `RSN_OK) rsn_r <= verdict;
+            if (beat != 13'h1FFF) beat <= beat + 13'd1;
+            if (s_axis_tlast) begin
+                beat <= 13'd0;
+                done_r <= 1'b0;
+                judged_r <= 1'b0;
+                rsn_r <= `RSN_OK;
+            end
+        end
+    end
+endmodule
+`default_nettype wire

