@@ -138,10 +138,10 @@ OUCH_REJECT_CODE: dict[RejectReason, bytes] = {
     RejectReason.UNKNOWN_KIND: b"O",
     RejectReason.RISK_SIZE: b"Z",
     RejectReason.RISK_PRICE_BAND: b"X",
-    RejectReason.RISK_POSITION: b"O",
-    RejectReason.RISK_NOTIONAL: b"O",
+    RejectReason.RISK_POSITION: b"m",      # exceeded shares limit
+    RejectReason.RISK_NOTIONAL: b"n",      # exceeded dollar value limit
     RejectReason.RISK_RATE: b"O",
-    RejectReason.RISK_KILL_SWITCH: b"H",   # halted
+    RejectReason.RISK_KILL_SWITCH: b"a",   # reject all enabled
     RejectReason.RISK_OTHER: b"O",
 }
 

@@ -10,22 +10,19 @@ CANCEL and mass cancels always pass: they only reduce risk.
 The checks, in this order (the first that fails is the verdict)::
 
     client id outside the configured clients      RISK_OTHER         'O' other
-    global kill switch on                         RISK_KILL_SWITCH   'H' halted
-    client kill switch on                         RISK_KILL_SWITCH   'H' halted
+    global kill switch on                         RISK_KILL_SWITCH   'a' reject all enabled
+    client kill switch on                         RISK_KILL_SWITCH   'a' reject all enabled
     client's order rate: token bucket empty       RISK_RATE          'O' other
     ENTER symbol outside the configured symbols   RISK_OTHER         'O' other
     qty > max order qty                           RISK_SIZE          'Z' shares exceed safety threshold
     |price - reference| > band                    RISK_PRICE_BAND    'X' invalid price
-    price * qty * lot > max notional              RISK_NOTIONAL      'O' other
-    position + open buys + qty > long limit       RISK_POSITION      'O' other
-    position - open sells - qty < -short limit    RISK_POSITION      'O' other
+    price * qty * lot > max notional              RISK_NOTIONAL      'n' exceeded dollar value limit
+    position + open buys + qty > long limit       RISK_POSITION      'm' exceeded shares limit
+    position - open sells - qty < -short limit    RISK_POSITION      'm' exceeded shares limit
     no room left to follow one more live order    RISK_OTHER         'O' other
 
 OUCH 4.2 codes: the letters are ``engine.commands.OUCH_REJECT_CODE``, the one map the
-OUCH encoder uses. The 4.2 Rejected message has closer codes for three of them — 'n'
-exceeded dollar value limit (notional), 'm' exceeded shares limit (position) and 'a'
-reject all enabled (client kill switch) — which that map may adopt; the global switch
-stays 'H' halted. OUCH 4.2 has no throttling code, so the rate limit stays 'O'.
+OUCH encoder uses. OUCH 4.2 has no throttling code, so the rate limit is 'O' other.
 
 Rule details:
 

@@ -70,8 +70,8 @@ def test_framer_cuts_blocks_at_every_alignment(valid_prob, ready_prob):
            "count": np.array([c for _, _, c in items], np.int64),
            "valid_prob": np.float64(valid_prob), "ready_prob": np.float64(ready_prob),
            "seed": np.int64(5)}
-    out = fs.run_bench("itch_framer_tb", "run_payloads", job, toplevel="itch_framer",
-                       sources=("itch_framer.v",))
+    out = fs.run_bench("itch_framer_tb", "run_payloads", job, toplevel="itch_framer_harness",
+                       sources=("itch_framer.v", str(fs.BENCHES / "itch_framer_harness.v")))
     want_recs, want_verdicts = [], []
     for p, s, c in items:
         recs, verdict = expected(p, s, c)

@@ -96,7 +96,7 @@ def test_notional_is_price_times_qty_times_lot():
     assert v.enter(qty=101, price=10_000) == RejectReason.RISK_NOTIONAL
     assert v.enter(qty=10, price=10_000, symbol=1) == 0               # 10 * 10,000 * lot 10
     assert v.enter(qty=11, price=10_000, symbol=1) == RejectReason.RISK_NOTIONAL
-    assert ouch(RejectReason.RISK_NOTIONAL) == b"O"
+    assert ouch(RejectReason.RISK_NOTIONAL) == b"n"       # exceeded dollar value limit
 
 
 def test_a_market_order_is_valued_at_the_reference_price():
@@ -152,7 +152,7 @@ def test_long_limit_counts_position_and_open_buys():
     assert v.enter(qty=500, price=9_990) == RejectReason.RISK_POSITION
     assert v.enter(qty=400, price=9_990) == 0                        # exactly 1,000
     assert v.risk.open_buy[A, 0] == 1_000
-    assert ouch(RejectReason.RISK_POSITION) == b"O"
+    assert ouch(RejectReason.RISK_POSITION) == b"m"       # exceeded shares limit
 
 
 def test_fills_turn_open_quantity_into_position():
@@ -244,7 +244,7 @@ def test_client_kill_switch_rejects_that_clients_orders_only():
     assert (ev["kind"] == EventKind.CANCELED).any(), "a killed client can still cancel"
     v.risk.kill_client(A, False)
     assert v.enter(price=9_990) == 0
-    assert ouch(RejectReason.RISK_KILL_SWITCH) == b"H"
+    assert ouch(RejectReason.RISK_KILL_SWITCH) == b"a"    # reject all enabled
 
 
 def test_global_kill_switch_rejects_everyone_from_the_next_command():

@@ -55,6 +55,7 @@ module feed_parser #(
     wire [15:0] e_start, i_start, u_start, i_end, u_end;
     wire [31:0] i_dst;
     wire [63:0] m_seq;
+    wire [3:0]  m_lo, m_hi;
     wire [15:0] m_count;
 
     eth_rx eth (
@@ -88,6 +89,7 @@ module feed_parser #(
         .s_axis_end(u_end),
         .m_axis_tdata(m_data), .m_axis_tkeep(m_keep), .m_axis_tvalid(m_valid), .m_axis_tready(m_ready),
         .m_axis_tlast(m_last), .m_axis_tuser(m_user), .m_axis_ts(m_ts), .m_axis_seq(m_seq),
+        .m_axis_lo(m_lo), .m_axis_hi(m_hi),
         .m_axis_count(m_count),
         .status_session(status_session), .status_next_seq(status_next_seq), .status_gaps(status_gaps),
         .status_heartbeats(status_heartbeats), .status_end_of_session(status_end_of_session),
@@ -103,7 +105,8 @@ module feed_parser #(
 
     itch_framer framer (
         .clk(clk), .rst(rst),
-        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_tvalid(m_valid), .s_axis_tready(m_ready),
+        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_lo(m_lo), .s_axis_hi(m_hi),
+        .s_axis_tvalid(m_valid), .s_axis_tready(m_ready),
         .s_axis_tlast(m_last), .s_axis_tuser(m_user), .s_axis_ts(m_ts), .s_axis_seq(m_seq),
         .s_axis_count(m_count),
         .m_rec_valid(r_valid), .m_rec_ready(r_ready), .m_rec_msg(r_msg), .m_rec_len(r_len),

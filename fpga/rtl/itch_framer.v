@@ -16,7 +16,9 @@ module itch_framer (
     input  wire         rst,
 
     input  wire [63:0]  s_axis_tdata,
-    input  wire [7:0]   s_axis_tkeep,   // message-block bytes
+    input  wire [7:0]   s_axis_tkeep,   // message-block bytes ...
+    input  wire [3:0]   s_axis_lo,      // ... lanes [lo, hi): the same, precomputed for timing
+    input  wire [3:0]   s_axis_hi,
     input  wire         s_axis_tvalid,
     output wire         s_axis_tready,
     input  wire         s_axis_tlast,
@@ -49,15 +51,12 @@ module itch_framer (
     endfunction
 
     // payload lanes [lo, hi); a block in progress continues at lane 0
-    reg  [3:0] lo, hi;
-    integer i;
-    always @* begin
-        lo = 4'd8;
-        hi = 4'd0;
-        for (i = 7; i >= 0; i = i - 1) if (s_axis_tkeep[i]) lo = i[3:0];
-        for (i = 0; i < 8; i = i + 1) if (s_axis_tkeep[i]) hi = i[3:0] + 4'd1;
-    end
-    wire        any    = |s_axis_tkeep;
+    wire [3:0]  lo = s_axis_lo;
+    wire [3:0]  hi = s_axis_hi;
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [7:0]  keep_unused = s_axis_tkeep;   // lo and hi say the same, sooner
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire        any    = hi != 4'd0;
     wire [3:0]  avail  = hi - lo;
     wire        fresh  = idx == 16'd0;
     wire        lknown = idx >= 16'd2;
@@ -109,17 +108,26 @@ module itch_framer (
         end
     endgenerate
 
-    wire [2:0] verdict = s_axis_tuser != `RSN_OK ? s_axis_tuser :
-                         err_r != `RSN_OK ? err_r :
-                         short || idx_next != 16'd0 ? `RSN_MSGLEN :
-                         nblk_next != want_blocks ? `RSN_MOLD : `RSN_OK;
+    // the packet's verdict, worked out a cycle after its last beat from what that beat left
+    reg  [2:0]  tl_user, tl_err;
+    reg         tl_short, tl_open;
+    reg  [15:0] tl_blocks, tl_want;
+    reg         tl_r;
+    wire [2:0] verdict = tl_user != `RSN_OK ? tl_user :
+                         tl_err != `RSN_OK ? tl_err :
+                         tl_short || tl_open ? `RSN_MSGLEN :
+                         tl_blocks != tl_want ? `RSN_MOLD : `RSN_OK;
 
     assign s_axis_tready = !m_rec_valid || m_rec_ready;
     wire accept = s_axis_tvalid && s_axis_tready;
 
     always @(posedge clk) begin
-        pkt_done <= 1'b0;
+        tl_r <= 1'b0;
+        pkt_done <= tl_r;
+        if (tl_r) pkt_reason <= verdict;
         if (rst) begin
+            tl_r <= 1'b0;
+            pkt_done <= 1'b0;
             m_rec_valid <= 1'b0;
             idx <= 16'd0;
             need_r <= 17'd0;
@@ -142,8 +150,13 @@ module itch_framer (
                 nblk <= nblk_next;
                 if (short && !dead) err_r <= `RSN_MSGLEN;
                 if (s_axis_tlast) begin
-                    pkt_done <= 1'b1;
-                    pkt_reason <= verdict;
+                    tl_r <= 1'b1;
+                    tl_user <= s_axis_tuser;
+                    tl_err <= err_r;
+                    tl_short <= short;
+                    tl_open <= idx_next != 16'd0;
+                    tl_blocks <= nblk_next;
+                    tl_want <= want_blocks;
                     idx <= 16'd0;
                     nblk <= 16'd0;
                     err_r <= `RSN_OK;

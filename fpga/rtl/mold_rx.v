@@ -29,7 +29,9 @@ module mold_rx (
     input  wire [15:0] s_axis_end,      // frame offset just past the UDP datagram
 
     output reg  [63:0] m_axis_tdata,
-    output reg  [7:0]  m_axis_tkeep,    // message-block bytes only
+    output reg  [7:0]  m_axis_tkeep,    // message-block bytes only ...
+    output reg  [3:0]  m_axis_lo,       // ... which are lanes [m_axis_lo, m_axis_hi)
+    output reg  [3:0]  m_axis_hi,
     output reg         m_axis_tvalid,
     input  wire        m_axis_tready,
     output reg         m_axis_tlast,
@@ -51,9 +53,9 @@ module mold_rx (
     reg         started_r;              // a session name has been seen
     reg  [2:0]  rsn_r;
     reg  [15:0] start_r;                // s_axis_start a beat late
-    reg  signed [16:0] from_r;          // frame offset of this beat's lane 0 minus the blocks' start
-    reg  signed [16:0] to_r;            // ... minus the datagram's end
-    reg         window_r;               // from_r and to_r are meaningful
+    reg  [3:0]  lo_r, hi_r;             // this beat's lanes inside [blocks' start, datagram's end)
+    reg         window_r;               // lo_r and hi_r are meaningful
+    reg         past_r;                 // the MoldUDP64 header runs past the datagram
 
     wire        near = beat < 13'd16;   // headers lie in the first 128 bytes
     wire        known = start_r != 16'hFFFF;
@@ -76,12 +78,24 @@ module mold_rx (
         end
     endgenerate
 
-    // message-block bytes: frame offsets [start + 20, end)
+    // message-block bytes: frame offsets [start + 20, end), worked out a beat ahead
+    function [3:0] clamp8(input signed [16:0] v);
+        clamp8 = v <= 0 ? 4'd0 : v >= 8 ? 4'd8 : v[3:0];
+    endfunction
+    wire signed [16:0] to_start = $signed({1'b0, start_r}) + 17'sd20 - $signed({1'b0, off1});
+    wire signed [16:0] to_end   = $signed({1'b0, s_axis_end}) - $signed({1'b0, off1});
+    reg  [3:0] frame_hi;                // the frame's bytes in this beat: lanes [0, frame_hi)
+    integer k;
+    always @* begin
+        frame_hi = 4'd0;
+        for (k = 0; k < 8; k = k + 1) if (s_axis_tkeep[k]) frame_hi = k[3:0] + 4'd1;
+    end
+    wire [3:0] lo = lo_r;
+    wire [3:0] hi = !window_r ? 4'd0 : frame_hi < hi_r ? frame_hi : hi_r;
     wire [7:0] keep;
     generate
         for (g = 0; g < 8; g = g + 1) begin : lanes
-            localparam signed [16:0] G = g;
-            assign keep[g] = s_axis_tkeep[g] && window_r && from_r + G >= 0 && to_r + G < 0;
+            assign keep[g] = g >= lo && g < hi;
         end
     endgenerate
 
@@ -90,7 +104,7 @@ module mold_rx (
     wire [15:0] count   = {h[18], h[19]};
 
     // a header short of 20 bytes, or running past the UDP datagram, shows at the last beat
-    wire       short_hdr = !done_r && !end_here || !window_r || to_r > from_r;
+    wire       short_hdr = !done_r && !end_here || !window_r || past_r;
     wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && short_hdr ? `RSN_MOLD : rsn_r;
     wire [2:0] rsn = s_axis_tuser != `RSN_OK ? s_axis_tuser : own;
 
@@ -142,8 +156,11 @@ module mold_rx (
                 m_axis_count <= count;
                 start_r  <= s_axis_start;
                 window_r <= known;
-                from_r   <= $signed({1'b0, off1}) - $signed({1'b0, start_r}) - 17'sd20;
-                to_r     <= $signed({1'b0, off1}) - $signed({1'b0, s_axis_end});
+                lo_r     <= clamp8(to_start);
+                hi_r     <= clamp8(to_end);
+                past_r   <= $signed({1'b0, start_r}) + 17'sd20 > $signed({1'b0, s_axis_end});
+                m_axis_lo <= rsn == `RSN_OK && lo < hi ? lo : 4'd0;
+                m_axis_hi <= rsn == `RSN_OK && lo < hi ? hi : 4'd0;
                 if (end_here) done_r <= 1'b1;
                 rsn_r <= own;
                 if (beat != 13'h1FFF) beat <= beat + 13'd1;

@@ -1,4 +1,4 @@
-"""cocotb bench for itch_framer alone: MoldUDP64 message-block payloads starting at every
+"""cocotb bench for itch_framer alone (in itch_framer_harness.v): MoldUDP64 message-block payloads starting at every
 byte lane (AXI null bytes before and after them), through cocotbext-axi's AxiStreamSource
 with random tvalid gaps, random back-pressure on the record output; the raw records and
 the per-packet verdicts are written back for tests/test_fpga_framer.py to compare.

@@ -1,0 +1,330 @@
+"""The DPDK backend (netio.dpdk) on virtual devices: net_af_packet on a veth pair, net_pcap, net_ring.
+
+EAL starts once per process, so the tests here share one EAL (started by the first
+port, with the options in ``EAL``); the tests about EAL start-up failures run a
+small driver in a subprocess each.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import rdpcap, wrpcap
+
+from netio import tsc
+from netio.netns import VethNamespace, leftovers
+from netio.port import Burst, PortError, PortUnavailable, TimestampSource, open_port
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="DPDK's EAL and veth pairs need root")]
+
+dpdk = pytest.importorskip("netio.dpdk", reason="netio._dpdk is not built (needs libdpdk-dev); run `make native`")
+
+PREFIX = "tdpdk"
+MINE = f"{PREFIX}{os.getpid():x}x"
+EAL = {"file_prefix": f"dpdk-test-{os.getpid()}", "memory_mb": 256}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Sends the hex frames read from stdin, one a line, out of the interface in argv[1].
+SEND = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((sys.argv[1], 0))
+    for line in sys.stdin:
+        s.send(bytes.fromhex(line.strip()))
+""")
+# Prints, as hex, the first argv[2] IPv4 frames arriving on argv[1] (or what came in 5 s).
+CAPTURE = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    s.setsockopt(263, 23, 1)   # SOL_PACKET, PACKET_IGNORE_OUTGOING
+    s.bind((sys.argv[1], 0))
+    s.settimeout(0.2)
+    print("ready", flush=True)
+    want, end = int(sys.argv[2]), time.monotonic() + 5
+    while want and time.monotonic() < end:
+        try:
+            print(s.recv(65536).hex(), flush=True)
+            want -= 1
+        except socket.timeout:
+            pass
+""")
+# Opens a DPDK port with the keyword arguments in argv[2] (a Python dict literal) and
+# prints "opened", or the exception's class and message; then waits for stdin to close.
+OPEN = textwrap.dedent("""
+    import ast, sys
+    from netio.dpdk import DpdkPort
+    try:
+        port = DpdkPort(sys.argv[1], **ast.literal_eval(sys.argv[2]))
+        print("opened", flush=True)
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    sys.stdin.read()
+""")
+
+
+def open_dpdk(spec: str, **options) -> dpdk.DpdkPort:
+    return dpdk.DpdkPort(spec, **EAL, **options)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def nothing_left_behind():
+    yield
+    assert leftovers(MINE) == []
+
+
+@pytest.fixture
+def veth():
+    v = VethNamespace(PREFIX)
+    try:
+        v.open()
+        yield v
+    finally:
+        v.close()
+
+
+def frames_to(dst_mac: str, src_mac: str, sizes: list[int], flows: int = 1) -> list[bytes]:
+    """IPv4/UDP frames made by scapy, each ``size`` bytes long with a numbered payload."""
+    out = []
+    for i, size in enumerate(sizes):
+        head = (Ether(dst=dst_mac, src=src_mac) / IP(src=f"10.9.{i % flows}.1", dst="10.9.0.2")
+                / UDP(sport=4000 + i % flows, dport=5000))
+        out.append(bytes(head / Raw(bytes((i + j) % 256 for j in range(size - len(head))))))
+    return out
+
+
+def send_from_namespace(v: VethNamespace, frames: list[bytes]) -> None:
+    v.run([sys.executable, "-c", SEND, v.ns_if], input="\n".join(f.hex() for f in frames),
+          text=True, check=True, timeout=30)
+
+
+def receive(port, count: int, timeout: float = 5.0) -> tuple[list[bytes], list[int]]:
+    frames, stamps = [], []
+    end = time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < end:
+        burst = port.rx_burst(64)
+        frames += burst.to_bytes()
+        stamps += burst.timestamps.tolist()
+        port.release(burst)
+    return frames, stamps
+
+
+def capture_in_namespace(v: VethNamespace, count: int, send) -> list[bytes]:
+    """Frames that arrive on the namespace's end while ``send()`` runs."""
+    capture = v.popen([sys.executable, "-c", CAPTURE, v.ns_if, str(count)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert capture.stdout.readline().strip() == "ready"
+        send()
+        out, _ = capture.communicate(timeout=30)
+    finally:
+        capture.kill()
+    return [bytes.fromhex(line) for line in out.split()]
+
+
+# -- net_af_packet on a kernel interface -------------------------------------------------------
+def test_a_kernel_interface_name_opens_through_net_af_packet_and_frames_arrive_byte_exact(veth):
+    sent = frames_to(veth.host_mac, veth.ns_mac, [60, 64, 128, 333, 1000, 1514] * 5)
+    with open_port(veth.host_if, backend="dpdk", **EAL) as port:
+        assert port.info.backend == "dpdk" and port.info.details["driver"] == "net_af_packet"
+        assert port.info.zero_copy is False and port.info.ts_source is TimestampSource.TSC
+        before = tsc.rdtsc()
+        send_from_namespace(veth, sent)
+        got, stamps = receive(port, len(sent))
+        after = tsc.rdtsc()
+        stats = port.stats()
+        assert port.in_use() <= port.info.details["ring_size"] + 64, "released mbufs went back to the pool"
+    assert got == sent
+    assert all(before < s <= after for s in stamps) and stamps == sorted(stamps)
+    assert stats.rx_packets == len(sent) and stats.rx_bytes == sum(map(len, sent))
+
+
+def test_tx_burst_frames_arrive_byte_exact_in_the_namespace(veth):
+    sent = frames_to(veth.ns_mac, veth.host_mac, [60, 100, 700, 1514] * 25)
+    with open_dpdk(veth.host_if) as port:
+        def send():
+            taken = 0
+            while taken < len(sent):
+                taken += port.tx_burst(Burst.of(sent[taken:]))
+        assert capture_in_namespace(veth, len(sent), send) == sent
+        stats = port.stats()
+    assert stats.tx_packets == len(sent) and stats.tx_bytes == sum(map(len, sent))
+
+
+def test_a_received_burst_is_sent_back_from_its_mbufs_without_a_copy(veth):
+    """Echo: swap the MACs in place and tx_burst the received burst itself, then release it."""
+    sent = frames_to(veth.host_mac, veth.ns_mac, [90, 91, 92])
+    with open_dpdk(veth.host_if) as port:
+        def echo():
+            send_from_namespace(veth, sent)
+            echoed, end = 0, time.monotonic() + 5
+            while echoed < 3 and time.monotonic() < end:
+                burst = port.rx_burst()
+                for frame in burst:
+                    assert np.shares_memory(frame, port.buffer)
+                    frame[:12] = np.concatenate([frame[6:12], frame[:6]])
+                echoed += port.tx_burst(burst)
+                port.release(burst)
+        back = capture_in_namespace(veth, 3, echo)
+    assert back == [f[6:12] + f[:6] + f[12:] for f in sent]
+
+
+def test_rss_spreads_flows_over_the_queues_and_every_frame_arrives_once(veth):
+    sent = frames_to(veth.host_mac, veth.ns_mac, [100] * 64, flows=16)
+    with open_dpdk(veth.host_if, queues=2, queue=0) as q0, open_dpdk(veth.host_if, queues=2, queue=1) as q1:
+        assert q0.info.details["ethdev"] == q1.info.details["ethdev"], "both queues of one device"
+        send_from_namespace(veth, sent)
+        got0, got1 = [], []
+        end = time.monotonic() + 5
+        while len(got0) + len(got1) < len(sent) and time.monotonic() < end:
+            for port, got in ((q0, got0), (q1, got1)):
+                burst = port.rx_burst()
+                got += burst.to_bytes()
+                port.release(burst)
+        assert q1.stats().rx_packets == len(got1)
+    assert collections.Counter(got0 + got1) == collections.Counter(sent)
+    assert got0 and got1, "16 flows all hashed to one queue"
+
+
+def test_a_kernel_interface_that_does_not_exist_is_named_in_the_error():
+    with pytest.raises(PortError, match="nosuchif0"):
+        open_dpdk("nosuchif0")
+
+
+# -- net_pcap ------------------------------------------------------------------------------
+def test_net_pcap_reads_a_pcap_and_writes_one_byte_exact(tmp_path):
+    frames = frames_to("02:00:00:00:00:02", "02:00:00:00:00:01", [60, 61, 200, 1514, 90] * 8)
+    wrpcap(str(tmp_path / "in.pcap"), [Ether(f) for f in frames])
+    spec = f"net_pcap0,rx_pcap={tmp_path / 'in.pcap'},tx_pcap={tmp_path / 'out.pcap'}"
+    got = []
+    with open_dpdk(spec) as port:
+        assert port.info.details["driver"] == "net_pcap"
+        for _ in range(20):
+            burst = port.rx_burst(16)
+            got += burst.to_bytes()
+            assert port.tx_burst(burst) == len(burst)
+            port.release(burst)
+        stats = port.stats()
+    assert got == frames
+    assert [bytes(p) for p in rdpcap(str(tmp_path / "out.pcap"))] == frames, "written on close"
+    assert stats.rx_packets == stats.tx_packets == len(frames)
+
+
+# -- net_ring -------------------------------------------------------------------------------
+def test_net_ring_loops_frames_back_as_views_into_the_mempool():
+    frames = [bytes([i]) * (60 + i) for i in range(40)]
+    with open_dpdk("net_ring0") as port:
+        assert port.tx_burst(Burst.of(frames)) == len(frames)
+        burst = port.rx_burst(64)
+        assert burst.buffer is port.buffer and len(burst) == len(frames)
+        assert burst.to_bytes() == frames
+        assert all(0 <= o < port.buffer.size for o in burst.offsets)
+        assert port.in_use() == len(frames)
+        port.release(burst)
+        port.release(burst)   # a second release of the same burst changes nothing
+        assert port.in_use() == 0
+        xstats = port.xstats()
+        assert xstats["rx_good_packets"] == xstats["tx_good_packets"] == len(frames)
+        assert port.device_stats()["ipackets"] == len(frames)
+        assert port.link()["up"] is True
+
+
+def test_released_mbufs_are_reused_so_a_small_pool_carries_many_frames():
+    frames = [i.to_bytes(2, "big") * 40 for i in range(1000)]
+    got = []
+    with open_dpdk("net_ring1", mempool_size=64, ring_size=32) as port:
+        for start in range(0, len(frames), 20):
+            assert port.tx_burst(Burst.of(frames[start:start + 20])) == 20
+            burst = port.rx_burst(32)
+            got += burst.to_bytes()
+            port.release(burst)
+        assert port.stats().drops == {}
+    assert got == frames
+
+
+def test_a_full_tx_ring_takes_what_fits_and_counts_the_rest():
+    """net_ring's rings hold 1023 frames whatever ring_size says; 1500 do not fit."""
+    with open_dpdk("net_ring2") as port:
+        taken = port.tx_burst(Burst.of([b"\x01" * 60] * 1500))
+        stats = port.stats()
+        assert 0 < taken < 1500
+        assert stats.tx_packets == taken and stats.ring_full == 1500 - taken
+        assert port.in_use() == taken, "the refused frames' mbufs went back to the pool"
+        while len(burst := port.rx_burst(256)):
+            port.release(burst)
+
+
+def test_a_frame_larger_than_an_mbuf_is_refused_and_nothing_is_sent():
+    with open_dpdk("net_ring3") as port:
+        with pytest.raises(PortError, match="frame 1 .*does not fit one mbuf; nothing was sent"):
+            port.tx_burst(Burst.of([b"a" * 60, b"b" * 9000]))
+        assert port.stats().tx_packets == 0 and len(port.rx_burst()) == 0
+
+
+def test_a_closed_device_can_be_opened_again_and_a_closed_port_says_so():
+    port = open_dpdk("net_ring4")
+    port.close()
+    port.close()
+    with pytest.raises(PortError, match="closed"):
+        port.rx_burst()
+    with open_dpdk("net_ring4") as again:
+        assert again.tx_burst(Burst.of([b"x" * 60])) == 1
+
+
+# -- caller mistakes and unavailable features ---------------------------------------------------
+@pytest.mark.parametrize("options, message", [
+    ({"colour": "red"}, "does not know option.*colour"),
+    ({"queue": 2}, "queue 2 does not exist"),
+    ({"ring_size": 0}, "ring_size must be"),
+    ({"rx_timestamps": "sometimes"}, "rx_timestamps must be"),
+    ({"rx_timestamps": True}, "cannot stamp received frames"),
+])
+def test_bad_options_are_refused_with_a_sentence(options, message):
+    with pytest.raises(PortError, match=message):
+        open_dpdk("net_ring5", **options)
+
+
+def test_a_second_set_of_eal_options_in_one_process_is_refused():
+    with open_dpdk("net_ring6"):
+        pass
+    with pytest.raises(PortError, match="already running in this process.*cannot be restarted"):
+        dpdk.DpdkPort("net_ring7", file_prefix="another-prefix")
+
+
+def test_an_unknown_device_spec_is_refused_with_what_dpdk_said():
+    with pytest.raises(PortError, match="could not probe device `net_nosuchdriver0`"):
+        open_dpdk("net_nosuchdriver0")
+
+
+def _open_in_subprocess(spec: str, options: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", OPEN, spec, repr(options)], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_bad_eal_arguments_are_a_port_error_quoting_eal():
+    proc = _open_in_subprocess("net_null0", {"dpdk_args": "--no-such-eal-option",
+                                             "file_prefix": f"dpdk-test-bad-{os.getpid()}"})
+    out, _ = proc.communicate("", timeout=30)
+    assert out.strip().splitlines()[-1].startswith("PortError DPDK's EAL rejected its arguments")
+
+
+def test_a_file_prefix_in_use_is_unavailable_and_says_so():
+    options = {"file_prefix": f"dpdk-test-busy-{os.getpid()}"}
+    holder = _open_in_subprocess("net_null0", options)
+    try:
+        assert holder.stdout.readline().strip() == "opened"
+        second = _open_in_subprocess("net_null0", options)
+        out, _ = second.communicate("", timeout=30)
+        assert out.strip().splitlines()[-1].startswith(
+            f"PortUnavailable DPDK file prefix {options['file_prefix']!r} is in use")
+    finally:
+        holder.communicate("", timeout=30)
+    assert not os.path.exists(f"{dpdk.RUNTIME_DIR}/{options['file_prefix']}"), "EAL's files removed at exit"

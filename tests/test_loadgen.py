@@ -1,0 +1,289 @@
+"""netio-loadgen against a small scripted venue on loopback.
+
+The fake venue answers by the OUCH 4.2 rules (accept, match price-time, IOC remainder
+canceled, cancel and replace of live orders only) and publishes ITCH 5.0 in MoldUDP64 on a
+multicast group looped back on lo. Faults are scripted on top: a reply dropped, duplicated
+or invented, a fill with the wrong size, a feed packet skipped, a 200 ms stall.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from engine import itch, moldudp64, ouch, soupbintcp
+from engine.venue_config import Symbol
+from tools import loadgen
+from tools.report.hlog import read_run
+
+SYMBOLS = (Symbol("AAPL", 1_900_000), Symbol("MSFT", 4_200_000))
+SESSION = "LOADTEST01"
+GROUP = "239.192.77.5"   # a group of our own, so parallel tests by other areas never mix in
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+class FakeVenue(threading.Thread):
+    """One-client OUCH venue over UDP with an ITCH feed; ``faults`` script the misbehaviour:
+
+    drop=("A", n)      drop the n-th Accepted          dup=("E", n)  send the n-th Execution twice
+    invent=n           after the n-th reply, an Execution for a token nobody sent
+    overfill=n         the n-th Execution (taker side) reports 100 shares more than were open
+    feed_skip=n        the n-th feed packet is never sent (its sequence numbers are lost)
+    stall=(n, s)       before request n, stop reading for s seconds
+    """
+
+    def __init__(self, feed_port: int, **faults):
+        super().__init__(daemon=True)
+        self.faults = faults
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.02)
+        self.address = "%s:%d" % self.sock.getsockname()
+        self.feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        self.feed_to = (GROUP, feed_port)
+        self.stop = threading.Event()
+        self.book = {(s.name, side): [] for s in SYMBOLS for side in "BS"}   # resting orders, time order
+        self.orders: dict[bytes, dict] = {}
+        self.ref = self.match = self.requests = self.feed_packets = 0
+        self.sequence = 1
+        self.seen = Counter()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            replies, feed = [], []
+            for packet in soupbintcp.decode_all(data):
+                stall = self.faults.get("stall")
+                if stall and self.requests == stall[0]:
+                    time.sleep(stall[1])
+                self.requests += 1
+                self.handle(ouch.unpack(packet.payload, "in"), replies, feed)
+            if replies:
+                self.sock.sendto(b"".join(soupbintcp.sequenced(m) for m in replies), peer)
+            if feed:
+                self.feed_packets += 1
+                if self.faults.get("feed_skip") != self.feed_packets:
+                    self.feed.sendto(moldudp64.encode(SESSION, self.sequence, feed), self.feed_to)
+                self.sequence += len(feed)
+
+    def reply(self, replies: list, msg: str, **fields) -> None:
+        kind = ouch.OUTBOUND[msg].name if len(msg) == 1 else msg
+        t = ouch.spec(kind).type
+        self.seen[t] += 1
+        n = self.seen[t]
+        body = ouch.pack(kind, timestamp=time.time_ns() % 86_400_000_000_000, **fields)
+        if self.faults.get("drop") == (t, n):
+            return
+        replies.append(body)
+        if self.faults.get("dup") == (t, n):
+            replies.append(body)
+        if self.faults.get("invent") == sum(self.seen.values()):
+            replies.append(ouch.pack("executed", timestamp=1, order_token="99999999999999", executed_shares=100,
+                                     execution_price=1_900_000, liquidity_flag="R", match_number=10**9))
+
+    def handle(self, m: dict, replies: list, feed: list) -> None:
+        if m["type"] == "O":
+            self.enter(m, replies, feed)
+        elif m["type"] == "X":
+            o = self.orders.get(m["order_token"])
+            if o and o["open"] and o["resting"]:
+                self.reply(replies, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="U")
+                feed.append(itch.pack("D", stock_locate=o["locate"], order_reference_number=o["ref"]))
+                self.book[o["stock"], o["side"]].remove(o)
+                o["open"] = 0
+        elif m["type"] == "U":
+            o = self.orders.get(m["existing_order_token"])
+            if o and o["open"] and o["resting"]:
+                self.book[o["stock"], o["side"]].remove(o)
+                self.ref += 1
+                new = dict(o, token=m["replacement_order_token"], ref=self.ref, open=m["shares"], price=m["price"])
+                o["open"] = 0
+                self.orders[new["token"]] = new
+                self.book[new["stock"], new["side"]].append(new)
+                self.reply(replies, "replaced", replacement_order_token=new["token"], buy_sell_indicator=new["side"],
+                           shares=new["open"], stock=new["stock"], price=new["price"], time_in_force=99999,
+                           firm="LOAD", display="Y", order_reference_number=new["ref"], capacity="P",
+                           intermarket_sweep_eligibility="N", minimum_quantity=0, cross_type="N", order_state="L",
+                           previous_order_token=o["token"], bbo_weight_indicator=" ")
+                feed.append(itch.pack("U", stock_locate=o["locate"], original_order_reference_number=o["ref"],
+                                      new_order_reference_number=new["ref"], shares=new["open"], price=new["price"]))
+
+    def enter(self, m: dict, replies: list, feed: list) -> None:
+        self.ref += 1
+        side, stock, limit = m["buy_sell_indicator"], m["stock"], m["price"]
+        o = dict(token=m["order_token"], ref=self.ref, side=side, stock=stock, price=limit, open=m["shares"],
+                 locate=[s.name for s in SYMBOLS].index(stock), resting=False)
+        self.orders[o["token"]] = o
+        self.reply(replies, "accepted", order_token=o["token"], buy_sell_indicator=side, shares=m["shares"],
+                   stock=stock, price=limit, time_in_force=m["time_in_force"], firm=m["firm"], display="Y",
+                   order_reference_number=o["ref"], capacity="P", intermarket_sweep_eligibility="N",
+                   minimum_quantity=0, cross_type="N", order_state="L", bbo_weight_indicator=" ")
+        opposite = self.book[stock, "S" if side == "B" else "B"]
+        while o["open"]:
+            crosses = [r for r in opposite if (r["price"] <= limit if side == "B" else r["price"] >= limit)]
+            if not crosses:
+                break
+            best = min(r["price"] for r in crosses) if side == "B" else max(r["price"] for r in crosses)
+            maker = next(r for r in crosses if r["price"] == best)   # price, then time priority
+            q = min(o["open"], maker["open"])
+            self.match += 1
+            reported = o["open"] + 100 if self.faults.get("overfill") == self.seen["E"] + 1 else q
+            self.reply(replies, "executed", order_token=o["token"], executed_shares=reported,
+                       execution_price=best, liquidity_flag="R", match_number=self.match)
+            self.reply(replies, "executed", order_token=maker["token"], executed_shares=q,
+                       execution_price=best, liquidity_flag="A", match_number=self.match)
+            feed.append(itch.pack("E", stock_locate=o["locate"], order_reference_number=maker["ref"],
+                                  executed_shares=q, match_number=self.match))
+            o["open"] -= q
+            maker["open"] -= q
+            if not maker["open"]:
+                opposite.remove(maker)
+        if o["open"] and m["time_in_force"] == 0:
+            self.reply(replies, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="I")
+            o["open"] = 0
+        elif o["open"]:
+            o["resting"] = True
+            self.book[stock, side].append(o)
+            feed.append(itch.pack("A", stock_locate=o["locate"], order_reference_number=o["ref"],
+                                  buy_sell_indicator=side, shares=o["open"], stock=stock, price=limit))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.sock.close()
+        self.feed.close()
+
+
+def _run(tmp_path=None, rate=2000.0, duration=1.0, **faults) -> loadgen.Summary:
+    feed_port = _free_udp_port()
+    venue = FakeVenue(feed_port, **faults)
+    venue.start()
+    try:
+        cfg = loadgen.LoadConfig(venue=venue.address, bind="127.0.0.1:0", rate=rate, duration=duration,
+                                 symbols=SYMBOLS, feed_group=GROUP, feed_port=feed_port, feed_iface="127.0.0.1",
+                                 feed_session=SESSION, drain=0.3, seed=7,
+                                 hlog=str(tmp_path / "rtt.hlog") if tmp_path else None)
+        return loadgen.run(cfg)
+    finally:
+        venue.close()
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    path = tmp_path_factory.mktemp("loadgen")
+    return _run(path), path
+
+
+def test_clean_run_passes_every_check(clean):
+    s, _ = clean
+    assert s.passed, s.text()
+    assert s.lost == {} and s.duplicated == 0 and s.unexpected == {} and s.wrong_fills == {}
+    assert sum(s.sent.values()) == 2000 and set(s.sent) == {"enter", "cancel", "replace"}
+    assert s.answered + s.silent == 2000
+    assert s.fills > 0 and s.cancels.get("immediate_or_cancel", 0) > 0 and s.cancels.get("user_requested", 0) > 0
+    assert s.feed_gaps == 0 and s.feed_messages > 0 and s.feed_errors == {}
+    assert 0 < s.rtt_ns["p50"] <= s.rtt_ns["p99"] <= s.rtt_ns["max"]
+
+
+def test_hlog_is_an_open_loop_roundtrip_log_hdrh_can_decode(clean):
+    s, path = clean
+    lines = (path / "rtt.hlog").read_text().splitlines()
+    assert "#[Source: open-loop]" in lines
+    total = 0
+    for line in lines:
+        if line.startswith("Tag=RoundTrip,"):
+            total += HdrHistogram.decode(line.split(",")[4]).get_total_count()
+    assert total == s.answered
+    run = read_run([path / "rtt.hlog"])   # and the report CLI reads it as the client's stage
+    assert run.source == "open-loop" and run.histograms["RoundTrip"].get_total_count() == s.answered
+
+
+def test_a_lost_reply_is_detected():
+    s = _run(drop=("A", 50))
+    assert s.lost == {"enter": 1} and not s.passed
+    assert any("lost" in f for f in s.failures)
+
+
+def test_a_duplicated_reply_is_detected():
+    s = _run(dup=("E", 3))
+    assert s.duplicated == 1 and not s.passed
+
+
+def test_an_unexpected_reply_is_detected():
+    s = _run(invent=40)
+    assert s.unexpected == {"execution for unknown order": 1} and not s.passed
+
+
+def test_a_wrong_fill_is_detected_against_the_order_and_the_feed():
+    s = _run(overfill=5)
+    assert s.wrong_fills.get("more shares than open", 0) >= 1   # later fills of that order overrun too
+    assert s.feed_errors.get("execution differs") == 1 and not s.passed
+
+
+def test_a_feed_gap_is_detected():
+    s = _run(feed_skip=20)
+    assert s.feed_gaps == 1 and s.feed_missing >= 1 and not s.passed
+    assert s.lost == {} and s.unexpected == {}   # the order entry side was fine
+
+
+def test_round_trip_runs_from_the_intended_send_time():
+    """A 200 ms stall delays every request scheduled during it, and each one is measured so:
+    RTT falls from ~200 ms for the first one linearly to ~0 at the stall's end."""
+    rate, at = 1000.0, 300
+    s = _run(rate=rate, duration=0.8, stall=(at, 0.2))
+    assert s.passed, s.text()
+    answered = s.rtt >= 0
+    slow = (s.rtt > 50_000_000) & answered
+    # ~150 ms of the stall has RTT > 50 ms: ~150 requests, not one.
+    assert slow.sum() >= 100
+    first = int(np.flatnonzero(slow)[0])
+    assert abs(first - at) <= 20 and s.rtt[first] > 150_000_000
+    assert s.rtt_ns["max"] >= 190_000_000
+
+
+def test_schedule_is_fixed_in_advance_and_encodes_every_request():
+    cfg = loadgen.LoadConfig(rate=5000, duration=1.0, symbols=SYMBOLS, seed=3)
+    sched = loadgen.build_schedule(cfg)
+    assert len(sched) == 5000
+    assert np.array_equal(sched.intended, np.round(np.arange(5000) * 200_000))
+    dec = ouch.decode_inbound(sched.wire, final=True)
+    assert len(dec) == 5000 and not dec.rejects
+    assert dec.order_type.tobytes() == sched.kind.tobytes()
+    follow = sched.kind != loadgen.ENTER
+    assert (sched.target[follow] < np.flatnonzero(follow)).all()      # a follow-up comes after its Enter
+    assert (sched.kind[sched.target[follow]] == loadgen.ENTER).all()
+    assert len(np.unique(sched.target[follow])) == follow.sum()       # one follow-up per Enter at most
+    x = dec.messages["X"]
+    assert set(loadgen.token_ids(x["order_token"]) - sched.token_base) == set(sched.target[sched.kind == ord("X")])
+
+
+def test_cli_prints_json_and_exits_by_the_checks(capsys):
+    feed_port = _free_udp_port()
+    venue = FakeVenue(feed_port, drop=("A", 5))
+    venue.start()
+    try:
+        code = loadgen.main(["--venue", venue.address, "--bind", "127.0.0.1:0", "--rate", "500",
+                             "--duration", "0.4", "--drain", "0.2", "--feed-iface", "127.0.0.1", "--json",
+                             "--symbols", "AAPL,MSFT", "--no-feed"])
+    finally:
+        venue.close()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["passed"] is False and out["lost"] == {"enter": 1}
+    assert out["sent"]["enter"] > 0 and "p99.9" in out["rtt_ns"]
+    assert loadgen.main(["--rate", "-1"]) == 2

@@ -1,0 +1,316 @@
+"""The venue pipeline: OUCH in -> risk -> matching -> OUCH replies + ITCH in MoldUDP64 out.
+
+Unit tests drive ``engine.venue.Venue`` through an in-memory port (frames made by a
+client-side Stack); end-to-end tests run ``netio-run`` on the root end of a veth pair
+with a client in the namespace, on the AF_XDP and socket backends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import itch, journal, moldudp64, ouch
+from engine.book import Book
+from engine.commands import COMMAND_DTYPE
+from engine.matching import Matcher
+from engine.venue import Venue
+from engine.venue_config import VenueConfig
+from netio.port import Burst, Port, PortInfo, PortStats
+from netio.stack import Stack, ip_int
+
+ROOT = Path(__file__).resolve().parents[1]
+VENUE_IP, VENUE_MAC = "10.9.0.10", "02:00:00:00:00:0a"
+CLIENT_MAC = "02:00:00:00:00:0c"
+
+
+class MemoryPort(Port):
+    """Frames queued by the test come in; frames sent are kept as bytes."""
+
+    def __init__(self):
+        self.info = PortInfo("memory", "mem0")
+        self.inbox: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def rx_burst(self, max_frames: int = 64) -> Burst:
+        frames, self.inbox = self.inbox[:max_frames], self.inbox[max_frames:]
+        return Burst.of(frames)
+
+    def tx_burst(self, burst: Burst) -> int:
+        self.sent += burst.to_bytes()
+        return len(burst)
+
+    def stats(self) -> PortStats:
+        return PortStats()
+
+    def close(self) -> None:
+        pass
+
+
+def enter(token: str, side: str, qty: int, stock: str, price: int, firm: str = "FIRM", tif: int = 99999) -> dict:
+    return dict(type="O", order_token=token, buy_sell_indicator=side, shares=qty, stock=stock, price=price,
+                time_in_force=tif, firm=firm, display="Y", capacity="A", intermarket_sweep_eligibility="N",
+                minimum_quantity=0, cross_type="N", customer_type="R")
+
+
+def datagram(*messages: dict) -> bytes:
+    """One UDP payload: each OUCH message in its own SoupBinTCP 'U' packet."""
+    out = b""
+    for m in messages:
+        body = ouch.pack(m["type"], "in", **{k: v for k, v in m.items() if k != "type"})
+        out += (len(body) + 1).to_bytes(2, "big") + b"U" + body
+    return out
+
+
+class Client:
+    """A client host on the memory wire."""
+
+    def __init__(self, ip: str, port: int):
+        self.stack = Stack(CLIENT_MAC, ip)
+        self.stack.bind(port)
+        self.stack.bind(15001)
+        self.stack.join("239.192.0.1")
+        self.sport = port
+
+    def frame(self, payload: bytes) -> bytes:
+        return self.stack.build_udp(Burst.of([payload]), VENUE_IP, 15000, self.sport, VENUE_MAC).to_bytes()[0]
+
+
+def split_output(frames: list[bytes], client_stack: Stack):
+    """(OUCH replies by type in order, ITCH messages in order, MoldUDP64 sequence numbers)."""
+    result = client_stack.process(Burst.of(frames))
+    replies, feed, seqs = [], [], []
+    for dg, payload in zip(result.datagrams, result.payloads()):
+        data = bytes(payload)
+        if dg["dst_port"] == 15001:
+            p = moldudp64.decode(data)
+            seqs.append((p.sequence, len(p.messages)))
+            feed += [itch.unpack(m) for m in p.messages]
+        else:
+            d = ouch.decode_outbound(data, final=True)
+            assert not d.rejects
+            replies += [ouch.unpack(bytes(d.messages[chr(t)][i].tobytes()), "out")
+                        for t, i in zip(d.order_type.tolist(), d.order_index.tolist())]
+    return replies, feed, seqs
+
+
+@pytest.fixture
+def memory_venue():
+    port = MemoryPort()
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig())
+    yield venue, port
+    venue.close()
+
+
+def test_a_cross_is_accepted_filled_on_both_sides_and_printed_on_the_feed(memory_venue):
+    venue, port = memory_venue
+    a, b = Client("10.9.0.1", 40001), Client("10.9.0.2", 40002)
+    port.inbox += [a.frame(datagram(enter("S1", "S", 300, "AAPL", 1_900_000))),
+                   b.frame(datagram(enter("B1", "B", 100, "AAPL", 1_900_100)))]
+    while venue.poll():
+        pass
+    replies_a, feed, seqs = split_output(port.sent, a.stack)
+    replies_b, _, _ = split_output(port.sent, b.stack)
+    assert [r["type"] for r in replies_a] == ["A", "E"]
+    assert replies_a[0]["order_token"] == "S1" and replies_a[0]["order_state"] == "L"
+    assert replies_a[1]["liquidity_flag"] == "A" and replies_a[1]["executed_shares"] == 100
+    assert [r["type"] for r in replies_b] == ["A", "E"]
+    assert replies_b[1]["liquidity_flag"] == "R" and replies_b[1]["execution_price"] == 1_900_000
+    assert replies_a[1]["match_number"] == replies_b[1]["match_number"]
+    types = [m["message_type"] for m in feed]
+    assert types[0] == "S" and types[1:9] == ["R"] * 8
+    assert types[9:] == ["A", "E"]
+    add, execd = feed[9], feed[10]
+    assert add["order_reference_number"] == replies_a[0]["order_reference_number"]
+    assert add["price"] == 1_900_000 and add["shares"] == 300 and add["stock"] == "AAPL"
+    assert execd["executed_shares"] == 100 and execd["match_number"] == replies_a[1]["match_number"]
+    first = [s for s, _ in seqs]
+    assert first == sorted(first) and all(s + n == nxt for (s, n), nxt in zip(seqs, first[1:]))
+
+
+def test_rejects_carry_the_ouch_code_and_every_message_is_counted_even_unanswered_ones(memory_venue):
+    venue, port = memory_venue
+    c = Client("10.9.0.3", 40003)
+    bad_tick = enter("T1", "B", 100, "AAPL", 1_900_050)         # not a multiple of the tick
+    unknown = enter("T2", "B", 100, "ZZZZ", 1_000_000)
+    cancel_unknown = dict(type="X", order_token="NOPE", shares=0)
+    port.inbox.append(c.frame(datagram(bad_tick, unknown, cancel_unknown) + b"\x00\x05Ujunk"))
+    venue.poll()
+    replies, _, _ = split_output(port.sent, c.stack)
+    assert [(r["type"], r["order_token"], r["reason"]) for r in replies] == [
+        ("J", "T1", "X"), ("J", "T2", "S")]     # OUCH 4.2: no answer to a cancel of no live order
+    counts = venue.counters()
+    assert counts["messages"] == 3 and counts["message_drops"] == {"unknown_message_type": 1}
+    assert counts["rejects"] == {"invalid_price": 1, "unknown_symbol": 1, "unknown_token": 1}
+    assert counts["stack"]["received"] == counts["rx_frames"] == 1
+
+
+def test_replace_and_cancel_reply_with_the_clients_tokens_and_update_the_feed(memory_venue):
+    venue, port = memory_venue
+    c = Client("10.9.0.4", 40004)
+    port.inbox.append(c.frame(datagram(enter("R1", "B", 200, "MSFT", 4_199_000))))
+    port.inbox.append(c.frame(datagram(
+        dict(type="U", existing_order_token="R1", replacement_order_token="R2", shares=150, price=4_198_000,
+             time_in_force=99999, display="Y", intermarket_sweep_eligibility="N", minimum_quantity=0),
+        dict(type="X", order_token="R2", shares=0))))
+    while venue.poll():
+        pass
+    replies, feed, _ = split_output(port.sent, c.stack)
+    assert [r["type"] for r in replies] == ["A", "U", "C"]
+    assert replies[1]["replacement_order_token"] == "R2" and replies[1]["previous_order_token"] == "R1"
+    assert replies[1]["price"] == 4_198_000 and replies[1]["stock"] == "MSFT"
+    assert replies[2]["order_token"] == "R2" and replies[2]["decrement_shares"] == 150
+    assert [m["message_type"] for m in feed][9:] == ["A", "U", "D"]
+    assert venue.book.live == 0
+
+
+def test_a_journal_replays_to_the_venues_book(tmp_path):
+    port = MemoryPort()
+    path = tmp_path / "venue.jnl"
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(path))
+    c = Client("10.9.0.5", 40005)
+    rng = np.random.default_rng(7)
+    for k in range(40):
+        side = "B" if rng.integers(2) else "S"
+        price = 1_900_000 + 100 * int(rng.integers(-5, 6))
+        port.inbox.append(c.frame(datagram(enter(f"J{k}", side, int(rng.integers(1, 5)) * 100, "AAPL", price))))
+    while venue.poll():
+        pass
+    final = venue.book.state_hash()
+    venue.close()
+    book = Book(8, VenueConfig().pool_size, VenueConfig().band_ticks,
+                ref_price=[s.reference // s.tick for s in VenueConfig().symbols])
+    journal.replay(path, Matcher(book).run, COMMAND_DTYPE)
+    assert book.state_hash() == final
+
+
+# ---------------------------------------------------------------------------------------
+# End to end: netio-run on a veth pair, a scripted client in the namespace
+
+CLIENT_SCRIPT = r'''
+import json, socket, struct, sys, time
+from engine import ouch, moldudp64, itch
+venue_ip, local_ip, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+feed.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+feed.bind(("239.192.0.1", 15001))
+feed.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                socket.inet_aton("239.192.0.1") + socket.inet_aton(local_ip))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((local_ip, 0))
+s.settimeout(0.2)
+def msg(k):
+    side = "S" if k % 2 == 0 else "B"
+    body = ouch.pack("O", "in", order_token=f"E{k}", buy_sell_indicator=side, shares=100, stock="AAPL",
+                     price=1_900_000, time_in_force=99999, firm="TEST", display="Y", capacity="A",
+                     intermarket_sweep_eligibility="N", minimum_quantity=0, cross_type="N", customer_type="R")
+    return (len(body) + 1).to_bytes(2, "big") + b"U" + body
+for attempt in range(100):       # the venue may still be starting: wait for its first answer
+    s.sendto(msg(0), (venue_ip, 15000))
+    try:
+        s.recvfrom(2048); break
+    except socket.timeout:
+        pass
+else:
+    sys.exit("no answer from the venue")
+replies = []
+for k in range(1, n, 4):
+    s.sendto(b"".join(msg(j) for j in range(k, min(k + 4, n))), (venue_ip, 15000))
+    time.sleep(0.002)
+deadline = time.time() + 5
+while time.time() < deadline:
+    try:
+        data, _ = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    d = ouch.decode_outbound(data, final=True)
+    replies += [ouch.unpack(d.messages[chr(t)][i].tobytes(), "out")
+                for t, i in zip(d.order_type.tolist(), d.order_index.tolist())]
+    if sum(r["type"] == "E" for r in replies) >= 2 * (n // 2):
+        break
+feed.setblocking(False)
+packets = []
+time.sleep(0.3)
+while True:
+    try:
+        packets.append(feed.recv(4096))
+    except BlockingIOError:
+        break
+feed_msgs, seqs = [], []
+for p in packets:
+    m = moldudp64.decode(p)
+    if m.messages:
+        seqs.append([m.sequence, len(m.messages)])
+    feed_msgs += [itch.unpack(x) for x in m.messages]
+print(json.dumps({"replies": replies, "feed": feed_msgs, "seqs": seqs}, default=str))
+'''
+
+
+@pytest.fixture
+def veth():
+    from netio import iface
+    from netio.netns import VethNamespace
+    v = VethNamespace("vnue")
+    try:
+        v.open()
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
+        yield v
+    finally:
+        v.close()
+
+
+def venue_address(v) -> str:
+    """An address in the veth subnet that the kernel does not own: only the venue answers it."""
+    return str(v.subnet.network_address + 10)
+
+
+def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", backend, "--ip", venue_address(v),
+         "--journal", str(tmp_path / "venue.jnl"), "--hlog", str(tmp_path / "venue.hlog"),
+         "--duration", str(duration), "--final-state", str(tmp_path / "final.json")],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.parametrize("backend", ["xdp", "socket"])
+@pytest.mark.timeout(90)
+def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth, backend, tmp_path):
+    from netio.netns import leftovers
+    n = 60
+    venue = start_venue(veth, backend, tmp_path)
+    try:
+        out = veth.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(veth), veth.ns_ip, str(n)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=40)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        venue.send_signal(signal.SIGTERM)
+        _, err = venue.communicate(timeout=20)
+    finally:
+        if venue.poll() is None:
+            venue.kill()
+    assert venue.returncode == 143, err                             # stopped by SIGTERM, cleanly
+    replies, feed, seqs = got["replies"], got["feed"], got["seqs"]
+    accepted = {r["order_token"] for r in replies if r["type"] == "A"}
+    assert accepted == {f"E{k}" for k in range(1, n)}                # E0 was the probe's answer
+    fills = [r for r in replies if r["type"] == "E"]
+    assert len(fills) == 2 * (n // 2)                                # each cross: maker and taker
+    assert sorted(f["match_number"] for f in fills if f["liquidity_flag"] == "R") == \
+        sorted(m["match_number"] for m in feed if m["message_type"] == "E")
+    assert seqs and all(s + c == nxt for (s, c), (nxt, _) in zip(seqs, seqs[1:]))   # no gap in the feed
+    from netio import iface
+    assert iface.xdp_programs(veth.host_if) == []
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["counters"]["stack"]["received"] == final["counters"]["rx_frames"]
+    book = Book(8, VenueConfig().pool_size, VenueConfig().band_ticks,
+                ref_price=[s.reference // s.tick for s in VenueConfig().symbols])
+    journal.replay(tmp_path / "venue.jnl", Matcher(book).run, COMMAND_DTYPE)
+    assert book.state_hash() == final["book_hash"]

@@ -1,0 +1,862 @@
+"""netio-loadgen: an open-loop OUCH 4.2 client that checks every reply and the ITCH feed.
+
+The whole order flow is drawn and encoded before the first send (numpy records through
+``engine.ouch.encode_inbound`` into one buffer of SoupBinTCP 'U' packets), each request
+with its *intended* send time on a fixed schedule. The send loop only slices that buffer
+into datagrams of the requests now due and hands them to the kernel in one sendmmsg
+(``netio.udp_socket.UdpSocketPort``). Round trip is measured from the intended send time,
+so a stall at the venue or in the sender shows up in every request scheduled during it
+(no coordinated omission).
+
+Replies (OUCH in SoupBinTCP 'S' packets) and the feed (ITCH 5.0 in MoldUDP64) are stored
+as received, with their kernel receive stamps, and checked after the drain:
+
+* every Enter answered by exactly one Accepted or Rejected; every Cancel of a live order by
+  a Canceled, every Replace of a live order by a Replaced or a Rejected (OUCH 4.2 answers
+  nothing for a cancel or replace of an order that is no longer live); nothing
+  duplicated, nothing for tokens or states the client does not have;
+* executions consistent: never more shares than open, never through the limit price;
+* feed: MoldUDP64 sequence without gaps; every own execution printed as ITCH E/C/P with
+  the same match number, shares and price; every own order that rested added as A/F (or
+  U for a replacement) with its order reference number, side, price and shares.
+
+``run(LoadConfig(...)) -> Summary`` is the API; ``main`` the CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import socket
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+
+from engine import itch, moldudp64, ouch
+from engine.telemetry import HlogWriter, StageHistogram
+from engine.venue_config import VenueConfig
+from netio.port import Burst, PortError
+from netio.udp_socket import UdpSocketPort
+
+ENTER, REPLACE, CANCEL = ord("O"), ord("U"), ord("X")
+KIND_NAMES = {ENTER: "enter", REPLACE: "replace", CANCEL: "cancel"}
+TAG = "RoundTrip"
+SOURCE_COMMENT = "[Source: open-loop]"   # tools/report/hlog.py reads the loop mode from this
+_PACKET_LEN = {t: ouch.INBOUND[chr(t)].length + 3 for t in KIND_NAMES}  # SoupBinTCP header + OUCH
+_TOKEN_DIGITS = 14
+_MAX_EXAMPLES = 5
+
+
+@dataclasses.dataclass
+class LoadConfig:
+    """One load run. Addresses are "host:port"; the venue defaults come from engine/venue_config.
+
+    The flow: ``rate`` requests/s for ``duration`` s; each Enter is followed, some requests
+    later, by a Cancel with probability ``cancel_ratio`` or a Replace with ``replace_ratio``;
+    ``ioc_ratio`` of the Enters are immediate-or-cancel. Prices walk around each symbol's
+    reference (a random-walk mid), from ``cross_ticks`` through the mid to ``away_ticks``
+    behind it, so some orders trade.
+    """
+
+    venue: str = f"127.0.0.1:{VenueConfig.order_port}"
+    bind: str = "0.0.0.0:0"
+    firm: str = "LOAD"
+    rate: float = 10_000.0
+    duration: float = 2.0
+    seed: int = 1
+    symbols: tuple = VenueConfig.symbols
+    cancel_ratio: float = 0.2
+    replace_ratio: float = 0.1
+    ioc_ratio: float = 0.1
+    cross_ticks: int = 2
+    away_ticks: int = 5
+    max_lag: int = 50               # a follow-up goes at most this many requests after its Enter
+    batch: int = 16                 # requests per datagram at most
+    drain: float = 0.5              # s to wait for late replies after the last send
+    feed: bool = True
+    feed_group: str | None = VenueConfig.feed_group   # None: unicast feed to feed_bind
+    feed_port: int = VenueConfig.feed_port
+    feed_iface: str | None = None   # local address to join on; None: the one that reaches the venue
+    feed_bind: str | None = None    # unicast feed: "host:port" to receive on
+    feed_session: str = VenueConfig.feed_session
+    hlog: str | None = None
+    interval: float = 1.0           # s per .hlog interval
+
+    @classmethod
+    def from_venue(cls, venue: VenueConfig, host: str, **overrides) -> LoadConfig:
+        """A run against a venue at `host` described by `venue` (ports, feed, symbols)."""
+        return cls(venue=f"{host}:{venue.order_port}", symbols=venue.symbols, feed_group=venue.feed_group,
+                   feed_port=venue.feed_port, feed_session=venue.feed_session, **overrides)
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did and found. ``passed`` is False if any check failed (see ``failures``)."""
+
+    sent: dict[str, int]
+    datagrams: int
+    answered: int
+    silent: int                     # cancels/replaces of orders no longer live: no answer is due
+    lost: dict[str, int]
+    duplicated: int
+    unexpected: dict[str, int]
+    rejects: dict[str, int]
+    cancels: dict[str, int]
+    fills: int
+    filled_shares: int
+    wrong_fills: dict[str, int]
+    feed_packets: int
+    feed_messages: int
+    feed_gaps: int
+    feed_missing: int               # messages in the gaps
+    feed_errors: dict[str, int]
+    rtt_ns: dict[str, int]          # count, p50, p99, p99.9, max
+    max_send_lag_ns: int
+    failures: list[str]
+    examples: list[str]
+    rtt: np.ndarray = dataclasses.field(repr=False, default=None)       # per request, -1: none
+    intended: np.ndarray = dataclasses.field(repr=False, default=None)  # per request, ns since epoch
+    kind: np.ndarray = dataclasses.field(repr=False, default=None)      # per request, ord('O'|'U'|'X')
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("rtt", "intended", "kind")}
+        d["passed"] = self.passed
+        return d
+
+    def text(self) -> str:
+        r = self.rtt_ns
+        lines = [
+            f"sent        {sum(self.sent.values())} requests ({', '.join(f'{k} {v}' for k, v in self.sent.items())})"
+            f" in {self.datagrams} datagrams",
+            f"answered    {self.answered}  (silent, order no longer live: {self.silent})",
+            f"lost        {sum(self.lost.values())} {_fmt(self.lost)}",
+            f"duplicated  {self.duplicated}",
+            f"unexpected  {sum(self.unexpected.values())} {_fmt(self.unexpected)}",
+            f"rejects     {sum(self.rejects.values())} {_fmt(self.rejects)}",
+            f"cancels     {_fmt(self.cancels)}",
+            f"fills       {self.fills} ({self.filled_shares} shares); wrong fills {sum(self.wrong_fills.values())}"
+            f" {_fmt(self.wrong_fills)}",
+            f"feed        {self.feed_messages} messages in {self.feed_packets} packets; gaps {self.feed_gaps}"
+            f" ({self.feed_missing} messages missing); errors {sum(self.feed_errors.values())} {_fmt(self.feed_errors)}",
+            f"RTT (ns)    n={r['count']} p50={r['p50']} p99={r['p99']} p99.9={r['p99.9']} max={r['max']}"
+            f"  (from intended send times; sender lag max {self.max_send_lag_ns} ns)",
+        ]
+        lines += [f"  e.g. {e}" for e in self.examples]
+        lines.append("PASS: all checks passed" if self.passed else "FAIL: " + "; ".join(self.failures))
+        return "\n".join(lines)
+
+
+def _fmt(counts: dict) -> str:
+    return "(" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")" if counts else ""
+
+
+# ---------------------------------------------------------------------------------------
+# The schedule: every request drawn, encoded and timed before the first send
+
+
+@dataclasses.dataclass
+class Schedule:
+    """Requests in send order. ``token_id[i]`` is the number in request i's own token
+    (Enter: its order token; Replace: its replacement token; Cancel: -1); ``target[i]``
+    is the request whose order a Cancel/Replace acts on (-1 for an Enter)."""
+
+    kind: np.ndarray         # uint8: ord('O' | 'U' | 'X')
+    target: np.ndarray       # int64
+    symbol: np.ndarray       # int64 index into config.symbols (the target's for follow-ups)
+    side: np.ndarray         # S1 b"B" | b"S" (the target's for follow-ups)
+    shares: np.ndarray       # int64 (0 for a Cancel: cancel the whole order)
+    price: np.ndarray        # int64 Price(4)
+    ioc: np.ndarray          # bool
+    token_base: int
+    intended: np.ndarray     # int64 ns since the run's start
+    wire: bytes              # the SoupBinTCP 'U' packets of every request, back to back
+    offset: np.ndarray       # int64 [n + 1]: request i is wire[offset[i]:offset[i + 1]]
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def tokens(ids: np.ndarray) -> np.ndarray:
+    """Order tokens (S14) spelling each id in 14 decimal digits."""
+    ids = np.asarray(ids, np.int64)
+    digits = ids[:, None] // 10 ** np.arange(_TOKEN_DIGITS - 1, -1, -1, dtype=np.int64) % 10
+    return np.ascontiguousarray((digits + ord("0")).astype(np.uint8)).view("S14").reshape(-1)
+
+
+def token_ids(raw: np.ndarray) -> np.ndarray:
+    """The ids spelled by S14 tokens; -1 where a token is not 14 decimal digits."""
+    b = np.ascontiguousarray(raw, "S14").view(np.uint8).reshape(-1, _TOKEN_DIGITS).astype(np.int64) - ord("0")
+    ok = ((b >= 0) & (b <= 9)).all(axis=1)
+    return np.where(ok, b @ 10 ** np.arange(_TOKEN_DIGITS - 1, -1, -1, dtype=np.int64), -1)
+
+
+def build_schedule(cfg: LoadConfig) -> Schedule:
+    """Draw the order flow of `cfg` and encode it (deterministic for a given seed)."""
+    rng = np.random.default_rng(cfg.seed)
+    n_total = max(1, int(round(cfg.rate * cfg.duration)))
+    n_enter = n_total   # more than needed: the first n_total of Enters and follow-ups are sent
+    draw = rng.random(n_enter)
+    follow_kind = np.where(draw < cfg.cancel_ratio, CANCEL,
+                           np.where(draw < cfg.cancel_ratio + cfg.replace_ratio, REPLACE, 0))
+    followed = np.flatnonzero(follow_kind)
+    # Place Enter j at j and its follow-up a few Enters later; the merged order is the send order,
+    # so every follow-up sent comes after its Enter.
+    at = np.concatenate([np.arange(n_enter, dtype=np.float64),
+                         followed + rng.integers(1, max(2, cfg.max_lag), len(followed)) + 0.5])
+    order = np.argsort(at, kind="stable")[:n_total]
+    kind = np.concatenate([np.full(n_enter, ENTER), follow_kind[followed]]).astype(np.uint8)[order]
+    enter_no = np.concatenate([np.arange(n_enter), followed])[order]   # the Enter each request is about
+    n = len(order)
+    req_of_enter = np.full(n_enter, -1, np.int64)
+    is_enter = kind == ENTER
+    req_of_enter[enter_no[is_enter]] = np.flatnonzero(is_enter)
+    target = np.where(is_enter, -1, req_of_enter[enter_no])
+    # Enter fields, per Enter number, then spread to the requests about it.
+    n_sym = len(cfg.symbols)
+    ref_ticks = np.array([s.reference // s.tick for s in cfg.symbols], np.int64)
+    tick = np.array([s.tick for s in cfg.symbols], np.int64)
+    sym = rng.integers(0, n_sym, n_enter)
+    mid = np.empty(n_enter, np.int64)
+    steps = rng.integers(-1, 2, n_enter)
+    for s in range(n_sym):    # one random-walk mid per symbol
+        m = sym == s
+        mid[m] = ref_ticks[s] + np.cumsum(steps[m])
+    buy = rng.random(n_enter) < 0.5
+    behind = rng.integers(-cfg.cross_ticks, cfg.away_ticks + 1, n_enter)
+    enter_price = np.maximum(np.where(buy, mid - behind, mid + behind), 1) * tick[sym]
+    enter_shares = 100 * rng.integers(1, 11, n_enter)
+    enter_ioc = rng.random(n_enter) < cfg.ioc_ratio
+
+    symbol, side = sym[enter_no], np.where(buy, b"B", b"S")[enter_no]
+    ioc = enter_ioc[enter_no] & is_enter
+    shares = np.where(kind == CANCEL, 0, np.where(is_enter, enter_shares[enter_no], 100 * rng.integers(1, 11, n)))
+    moved = rng.integers(-1, 2, n) * tick[symbol]
+    price = np.where(kind == REPLACE, np.maximum(enter_price[enter_no] + moved, tick[symbol]), enter_price[enter_no])
+    price = np.where(kind == CANCEL, 0, price)
+
+    token_base = (time.time_ns() // 10**9 % 10**5) * 10**9   # runs against one venue don't reuse tokens
+    own = tokens(token_base + np.arange(n))
+    target_token = own[np.maximum(target, 0)]
+    names = np.array([s.name.encode() for s in cfg.symbols], "S8")
+    messages, index = {}, np.zeros(n, np.uint32)
+    for code in (ENTER, REPLACE, CANCEL):
+        sel = np.flatnonzero(kind == code)
+        index[sel] = np.arange(len(sel))
+        if code == ENTER:
+            messages["O"] = ouch.records(
+                "enter_order", len(sel), order_token=own[sel], buy_sell_indicator=side[sel],
+                shares=shares[sel], stock=names[symbol[sel]], price=price[sel],
+                time_in_force=np.where(ioc[sel], ouch.TimeInForce.IMMEDIATE_OR_CANCEL, ouch.TimeInForce.SYSTEM_HOURS),
+                firm=cfg.firm, display=b"Y", capacity=b"P", intermarket_sweep_eligibility=b"N",
+                minimum_quantity=0, cross_type=b"N", customer_type=b"N")
+        elif code == REPLACE:
+            messages["U"] = ouch.records(
+                "replace_order", len(sel), existing_order_token=target_token[sel],
+                replacement_order_token=own[sel], shares=shares[sel], price=price[sel],
+                time_in_force=ouch.TimeInForce.SYSTEM_HOURS, display=b"Y",
+                intermarket_sweep_eligibility=b"N", minimum_quantity=0)
+        else:
+            messages["X"] = ouch.records("cancel_order", len(sel), order_token=target_token[sel], shares=0)
+    wire = ouch.encode_inbound(messages, (kind, index))
+    offset = np.zeros(n + 1, np.int64)
+    np.cumsum(_packet_lengths(kind), out=offset[1:])
+    assert offset[-1] == len(wire)
+    intended = np.round(np.arange(n) * (1e9 / cfg.rate)).astype(np.int64)
+    return Schedule(kind, target, symbol, side, shares, price, ioc, token_base, intended, wire, offset)
+
+
+def _packet_lengths(kind: np.ndarray) -> np.ndarray:
+    table = np.zeros(256, np.int64)
+    for t, n in _PACKET_LEN.items():
+        table[t] = n
+    return table[kind]
+
+
+# ---------------------------------------------------------------------------------------
+# The exchange: send on schedule, store every datagram received
+
+
+class _Received:
+    """Datagrams as they arrived: payloads back to back, kernel receive stamps beside."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.stamps: list[np.ndarray] = []
+
+    def take(self, burst: Burst, now_ns: int) -> int:
+        n = len(burst)
+        if n:
+            self.chunks.extend(burst.buffer[o:o + n_].tobytes()
+                               for o, n_ in zip(burst.offsets.tolist(), burst.lengths.tolist()))
+            ts = np.asarray(burst.timestamps, np.int64)
+            self.stamps.append(np.where(ts > 0, ts, now_ns))   # no kernel stamp: the poll time
+        return n
+
+    def joined(self) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        """(buffer, offsets, lengths, stamps) of every datagram."""
+        lengths = np.array([len(c) for c in self.chunks], np.int64)
+        offsets = np.zeros(len(lengths), np.int64)
+        if len(lengths) > 1:
+            np.cumsum(lengths[:-1], out=offsets[1:])
+        stamps = np.concatenate(self.stamps) if self.stamps else np.zeros(0, np.int64)
+        return b"".join(self.chunks), offsets, lengths, stamps
+
+
+def _local_address_towards(host: str) -> str:
+    """The local address the kernel would send from to reach `host` (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 9))
+        return s.getsockname()[0]
+
+
+def _open_ports(cfg: LoadConfig) -> tuple[UdpSocketPort, UdpSocketPort | None]:
+    orders = UdpSocketPort(cfg.bind, peer=cfg.venue, rcvbuf=8 << 20)
+    if not cfg.feed:
+        return orders, None
+    try:
+        if cfg.feed_group is None:
+            feed = UdpSocketPort(cfg.feed_bind or f"0.0.0.0:{cfg.feed_port}", rcvbuf=8 << 20)
+        else:
+            iface = cfg.feed_iface or _local_address_towards(cfg.venue.rpartition(":")[0])
+            feed = UdpSocketPort(f"{cfg.feed_group}:{cfg.feed_port}", groups=[cfg.feed_group],
+                                 multicast_if=iface, rcvbuf=8 << 20)
+    except BaseException:
+        orders.close()
+        raise
+    return orders, feed
+
+
+def _exchange(cfg: LoadConfig, sched: Schedule, orders: UdpSocketPort, feed: UdpSocketPort | None,
+              start_ns: int) -> tuple[_Received, _Received, int, int]:
+    """Send every request when due (late ones at once, in order); receive until the drain ends.
+
+    Returns (replies, feed datagrams, datagrams sent, worst lag of a send behind its schedule).
+    """
+    import select
+    due_at = start_ns + sched.intended
+    wire = np.frombuffer(sched.wire, np.uint8)
+    replies, market = _Received(), _Received()
+    ports = [(orders, replies)] + ([(feed, market)] if feed is not None else [])
+    fds = [p.fileno() for p, _ in ports]
+    n, sent, datagrams, max_lag = len(sched), 0, 0, 0
+    drain_end = None
+    while True:
+        now = time.time_ns()
+        if sent < n:
+            due = int(np.searchsorted(due_at, now, "right"))
+            if due > sent:
+                starts = np.arange(sent, due, cfg.batch)[:256]
+                ends = np.minimum(starts + cfg.batch, due)
+                burst = Burst(wire, sched.offset[starts], (sched.offset[ends] - sched.offset[starts]).astype(np.uint32),
+                              np.zeros(len(starts), np.int64))
+                k = orders.tx_burst(burst)
+                if k:
+                    max_lag = max(max_lag, now - int(due_at[sent]))   # the oldest request waited longest
+                    sent, datagrams = int(ends[k - 1]), datagrams + k
+            if sent == n:
+                drain_end = now + int(cfg.drain * 1e9)
+        elif now >= drain_end:
+            break
+        got = 0
+        for port, store in ports:
+            while True:
+                burst = port.rx_burst(256)
+                if not len(burst):
+                    break
+                got += store.take(burst, now)
+                port.release(burst)
+        if not got:
+            wake = int(due_at[sent]) if sent < n else drain_end
+            wait = (wake - time.time_ns()) / 1e9
+            if wait > 50e-6:   # sleep in select so replies still wake us, and other threads run
+                select.select(fds, [], [], min(wait, 0.002))
+    return replies, market, datagrams, max_lag
+
+
+# ---------------------------------------------------------------------------------------
+# Checking the replies
+
+
+_OUT_LEN = np.zeros(256, np.int64)
+for _t, _s in ouch.OUTBOUND.items():
+    _OUT_LEN[ord(_t)] = _s.length
+_REJECT_NAMES = {r.value: r.name.lower() for r in ouch.RejectReason}
+_CANCEL_NAMES = {r.value: r.name.lower() for r in ouch.CancelReason}
+
+
+def _data_packets(buf: bytes, offsets: np.ndarray, lengths: np.ndarray, notes: Counter) -> tuple[bytes, np.ndarray]:
+    """Keep only well-formed 'S' packets (per-packet Python; used when a datagram holds
+    anything else): their bytes and the datagram each came from. Others are counted in `notes`."""
+    kept, where = [], []
+    for d, (o, n) in enumerate(zip(offsets.tolist(), lengths.tolist())):
+        pos, end = o, o + n
+        while pos + 3 <= end:
+            size = buf[pos] << 8 | buf[pos + 1]
+            if size == 0 or pos + 2 + size > end:
+                notes["bad SoupBinTCP framing"] += 1
+                break
+            if buf[pos + 2] == ord("S") and size > 1 and _OUT_LEN[buf[pos + 3]] == size - 1:
+                kept.append(buf[pos:pos + 2 + size])
+                where.append(d)
+            elif buf[pos + 2] == ord("S"):
+                notes["bad OUCH message"] += 1
+            elif buf[pos + 2] not in b"H+":   # heartbeats and debug text are harmless
+                notes[f"SoupBinTCP {chr(buf[pos + 2])!r} packet"] += 1
+            pos += 2 + size
+        else:
+            if pos != end:
+                notes["bad SoupBinTCP framing"] += 1
+    return b"".join(kept), np.array(where, np.int64)
+
+
+def decode_replies(buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
+                   notes: Counter) -> tuple[ouch.Decoded, np.ndarray]:
+    """All replies in arrival order and the datagram each message came in."""
+    dec = ouch.decode_outbound(buf, final=True)
+    if len(dec.control) or dec.rejects:
+        buf, where = _data_packets(buf, offsets, lengths, notes)
+        return ouch.decode_outbound(buf, final=True), where
+    start = np.zeros(len(dec) + 1, np.int64)
+    np.cumsum(_OUT_LEN[dec.order_type] + 3, out=start[1:])
+    return dec, np.searchsorted(offsets, start[:-1], "right") - 1
+
+
+def _first_copies(arr: np.ndarray) -> np.ndarray:
+    """True for the first occurrence of each distinct message (byte for byte)."""
+    first = np.zeros(len(arr), bool)
+    if len(arr):
+        _, idx = np.unique(np.ascontiguousarray(arr).view(f"V{arr.dtype.itemsize}"), return_index=True)
+        first[idx] = True
+    return first
+
+
+class _Book:
+    """The client's view of its own orders, advanced reply by reply in arrival order.
+
+    Indexed by request: an Enter's order, and a Replace's replacement order."""
+
+    def __init__(self, sched: Schedule):
+        n = len(sched)
+        self.s = sched
+        self.kind = sched.kind.tolist()
+        self.target = sched.target.tolist()
+        self.answer = [-1] * n          # arrival index of the reply answering request i
+        self.open = [0] * n
+        self.live = [False] * n         # accepted or replaced into (an order the venue knows)
+        self.ref = [0] * n
+        self.price = sched.price.tolist()
+        self.buy = (sched.side == b"B").tolist()
+        self.ioc = sched.ioc.tolist()
+        self.removed = [0] * n          # shares taken on entry (liquidity flag 'R')
+        self.other_cancel = [False] * n  # canceled for a reason other than the user's
+        self.moved = [False] * n        # replaced: its open shares moved to the replacement
+        self.cancel_of = np.full(n, -1, np.int64)
+        cancels = np.flatnonzero(sched.kind == CANCEL)
+        self.cancel_of[sched.target[cancels]] = cancels
+        self.cancel_of = self.cancel_of.tolist()
+        self.unexpected, self.wrong, self.rejects, self.cancels = Counter(), Counter(), Counter(), Counter()
+        self.fills: list[tuple[int, int, int]] = []   # (match number, shares, price)
+        self.examples: list[str] = []
+
+    def _req(self, token_id: int) -> int:
+        r = token_id - self.s.token_base
+        return r if 0 <= r < len(self.kind) and token_id >= 0 else -1
+
+    def _flag(self, counter: Counter, what: str, detail: str) -> None:
+        counter[what] += 1
+        if len(self.examples) < _MAX_EXAMPLES:
+            self.examples.append(f"{what}: {detail}")
+
+    def _answer(self, r: int, k: int, what: str) -> bool:
+        if self.answer[r] >= 0:
+            self._flag(self.unexpected, "second answer", f"{what} for request {r}, already answered")
+            return False
+        self.answer[r] = k
+        return True
+
+    def accepted(self, k, r, shares, price, buy, ref, dead) -> None:
+        if r < 0 or self.kind[r] != ENTER:
+            return self._flag(self.unexpected, "accepted unknown token", f"reply {k}")
+        if self._answer(r, k, "Accepted"):
+            if shares != int(self.s.shares[r]) or price != self.price[r] or buy != self.buy[r]:
+                self._flag(self.unexpected, "accepted differs from the order",
+                           f"request {r}: {shares}@{price} for {int(self.s.shares[r])}@{self.price[r]}")
+            self.live[r], self.open[r], self.ref[r] = True, 0 if dead else shares, ref
+
+    def rejected(self, k, r, reason) -> None:
+        if r < 0 or self.kind[r] == CANCEL:
+            return self._flag(self.unexpected, "rejected unknown token", f"reply {k}")
+        if self._answer(r, k, "Rejected"):
+            self.rejects[_REJECT_NAMES.get(reason, repr(reason))] += 1
+
+    def replaced(self, k, r, prev, shares, price, ref, dead) -> None:
+        if r < 0 or self.kind[r] != REPLACE or prev != self.target[r]:
+            return self._flag(self.unexpected, "replaced unknown token", f"reply {k}")
+        if self._answer(r, k, "Replaced"):
+            if not self.open[prev]:
+                self._flag(self.unexpected, "replaced an order not live", f"request {prev}")
+            self.live[r], self.open[r], self.ref[r], self.price[r] = True, 0 if dead else shares, ref, price
+            self.open[prev], self.moved[prev] = 0, True
+
+    def canceled(self, k, r, shares, reason) -> None:
+        if r < 0 or not self.live[r]:
+            return self._flag(self.unexpected, "canceled unknown order", f"reply {k}")
+        if shares > self.open[r]:
+            self._flag(self.unexpected, "canceled more than open", f"request {r}: {shares} of {self.open[r]}")
+        self.open[r] -= min(shares, self.open[r])
+        self.cancels[_CANCEL_NAMES.get(reason, repr(reason))] += 1
+        if reason == "U":
+            c = self.cancel_of[r]
+            if c < 0:
+                return self._flag(self.unexpected, "user cancel never asked for", f"request {r}")
+            self._answer(c, k, "Canceled")
+        elif reason == "I" and not self.ioc[r]:
+            self._flag(self.unexpected, "IOC cancel of a day order", f"request {r}")
+        else:
+            self.other_cancel[r] = True
+
+    def executed(self, k, r, shares, price, flag, match) -> None:
+        if r < 0 or not self.live[r]:
+            return self._flag(self.unexpected, "execution for unknown order", f"reply {k}, match {match}")
+        if shares > self.open[r]:
+            self._flag(self.wrong, "more shares than open", f"request {r}: {shares} of {self.open[r]}, match {match}")
+        if (price > self.price[r]) if self.buy[r] else (price < self.price[r]):
+            self._flag(self.wrong, "through the limit", f"request {r}: {price} vs limit {self.price[r]}, match {match}")
+        self.open[r] -= min(shares, self.open[r])
+        if flag == "R":
+            self.removed[r] += shares
+        self.fills.append((match, shares, price))
+
+    def lost_and_silent(self) -> tuple[Counter, int]:
+        """Requests without an answer: lost, or silent where OUCH answers nothing."""
+        lost, silent = Counter(), 0
+        for r, kind in enumerate(self.kind):
+            if self.answer[r] >= 0:
+                continue
+            t = self.target[r]
+            if kind == ENTER or (self.open[t] > 0 and not self.moved[t]):
+                lost[KIND_NAMES[kind]] += 1
+                if len(self.examples) < _MAX_EXAMPLES:
+                    self.examples.append(f"lost: no answer to {KIND_NAMES[kind]} request {r}")
+            else:
+                silent += 1
+        return lost, silent
+
+
+def check_replies(sched: Schedule, dec: ouch.Decoded) -> tuple[_Book, int]:
+    """Run every reply (arrival order) through the client's book; returns it and the duplicates."""
+    book = _Book(sched)
+    m = dec.messages
+    first = {t: _first_copies(a) for t, a in m.items()}
+    ids = {t: token_ids(a["order_token"]) for t, a in m.items() if "order_token" in (a.dtype.names or ())}
+    if len(m["U"]):
+        ids["U"] = token_ids(m["U"]["replacement_order_token"])
+        prev_ids = (token_ids(m["U"]["previous_order_token"]) - sched.token_base).tolist()
+    col = {t: {f: a[f].tolist() for f in a.dtype.names} for t, a in m.items() if len(a)}
+    req = {t: [book._req(i) for i in v.tolist()] for t, v in ids.items()}
+    duplicates = 0
+    for k, (t, i) in enumerate(zip(dec.order_type.tolist(), dec.order_index.tolist())):
+        t = chr(t)
+        if not first[t][i]:
+            duplicates += 1
+            if len(book.examples) < _MAX_EXAMPLES:
+                book.examples.append(f"duplicated: reply {k} ({ouch.OUTBOUND[t].name}) repeats an earlier one")
+            continue
+        f = col[t]
+        if t == "A":
+            book.accepted(k, req[t][i], f["shares"][i], f["price"][i], f["buy_sell_indicator"][i] == b"B",
+                          f["order_reference_number"][i], f["order_state"][i] == b"D")
+        elif t == "J":
+            book.rejected(k, req[t][i], f["reason"][i].decode("ascii", "replace"))
+        elif t == "U":
+            book.replaced(k, req[t][i], prev_ids[i], f["shares"][i], f["price"][i],
+                          f["order_reference_number"][i], f["order_state"][i] == b"D")
+        elif t == "C":
+            book.canceled(k, req[t][i], f["decrement_shares"][i], f["reason"][i].decode("ascii", "replace"))
+        elif t == "E":
+            book.executed(k, req[t][i], f["executed_shares"][i], f["execution_price"][i],
+                          f["liquidity_flag"][i].decode("ascii", "replace"), f["match_number"][i])
+        elif t != "S":
+            book._flag(book.unexpected, f"{ouch.OUTBOUND[t].name} message", f"reply {k}")
+    return book, duplicates
+
+
+# ---------------------------------------------------------------------------------------
+# Checking the feed
+
+
+@dataclasses.dataclass
+class FeedResult:
+    packets: int = 0
+    messages: int = 0
+    gaps: int = 0
+    missing: int = 0
+    errors: Counter = dataclasses.field(default_factory=Counter)
+
+
+def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
+               book: _Book, examples: list[str]) -> FeedResult:
+    """Sequence the MoldUDP64 packets of our session and find our fills and adds in the ITCH."""
+    res = FeedResult()
+
+    def error(what: str, detail: str, count: int = 1) -> None:
+        res.errors[what] += count
+        if len(examples) < _MAX_EXAMPLES:
+            examples.append(f"feed {what}: {detail}")
+
+    mold = moldudp64.decode_views(buf, offsets, lengths)
+    for reason, c in mold.rejects.items():
+        error(f"bad MoldUDP64 packet ({reason})", f"{c} packets", c)
+    session = moldudp64._session_bytes(cfg.feed_session)
+    ours = (mold.status == 0) & (mold.headers["session"] == session)
+    res.packets = int(ours.sum())
+    seq = mold.headers["sequence"][ours].astype(np.int64)
+    count = mold.headers["count"][ours].astype(np.int64)
+    count[count == moldudp64.END_OF_SESSION_COUNT] = 0
+    if len(seq) > 1:
+        expected = np.maximum.accumulate(seq + count)[:-1]
+        gap = seq[1:] - expected
+        res.gaps, res.missing = int((gap > 0).sum()), int(gap[gap > 0].sum())
+        if res.gaps and len(examples) < _MAX_EXAMPLES:
+            k = int(np.flatnonzero(gap > 0)[0])
+            examples.append(f"feed gap: expected sequence {int(expected[k])}, got {int(seq[k + 1])}")
+        stale = int((gap < 0).sum())
+        if stale:
+            error("packet behind the sequence", "duplicate or reordered packets", stale)
+    good_packets = np.flatnonzero(ours)
+    take = np.isin(mold.packet, good_packets)
+    res.messages = int(take.sum())
+    batch = itch.decode_views(mold.buffer, mold.offset[take], mold.length[take])
+    for reason, c in batch.rejects.items():
+        if c:
+            error(f"bad ITCH message ({reason})", f"{c} messages", c)
+    m = batch.messages
+
+    # Prices of every order reference the feed has announced (adds and replacements).
+    refs = np.concatenate([m["A"]["order_reference_number"], m["F"]["order_reference_number"],
+                           m["U"]["new_order_reference_number"]]).astype(np.uint64)
+    prices = np.concatenate([m["A"]["price"], m["F"]["price"], m["U"]["price"]]).astype(np.int64)
+    by_ref = np.argsort(refs, kind="stable")
+    refs, prices = refs[by_ref], prices[by_ref]
+
+    def price_of(r: np.ndarray) -> np.ndarray:
+        if not len(refs):
+            return np.full(len(r), -1, np.int64)
+        i = np.minimum(np.searchsorted(refs, r), len(refs) - 1)
+        return np.where(refs[i] == r, prices[i], -1)
+
+    e_ref = m["E"]["order_reference_number"].astype(np.uint64)
+    prints = {}
+    for match, shares, price in zip(
+            np.concatenate([m["E"]["match_number"], m["C"]["match_number"], m["P"]["match_number"]]).tolist(),
+            np.concatenate([m["E"]["executed_shares"], m["C"]["executed_shares"], m["P"]["shares"]]).tolist(),
+            np.concatenate([price_of(e_ref), m["C"]["execution_price"].astype(np.int64),
+                            m["P"]["price"].astype(np.int64)]).tolist()):
+        prints[match] = (shares, price)
+    for match, shares, price in book.fills:
+        on_feed = prints.get(match)
+        if on_feed is None:
+            error("execution missing", f"match {match} ({shares}@{price}) not printed")
+        elif on_feed != (shares, price):
+            error("execution differs", f"match {match}: ours {shares}@{price}, feed {on_feed[0]}@{on_feed[1]}")
+
+    # Every own order that rested is on the book: A/F (an Enter) or A/F/U (a replacement).
+    adds = {}
+    for t in "AF":
+        a = m[t]
+        for ref, side, shares, price in zip(a["order_reference_number"].tolist(), a["buy_sell_indicator"].tolist(),
+                                            a["shares"].tolist(), a["price"].tolist()):
+            adds[ref] = (side == b"B", shares, price)
+    replaced_in = dict(zip(m["U"]["new_order_reference_number"].tolist(), m["U"]["price"].tolist()))
+    s = book.s
+    for r, kind in enumerate(book.kind):
+        if kind == CANCEL or not book.live[r] or book.ioc[r] or book.other_cancel[r]:
+            continue
+        if kind == ENTER:
+            rested = int(s.shares[r]) - book.removed[r]
+            if rested <= 0:
+                continue
+            got = adds.get(book.ref[r])
+            if got is None:
+                error("add missing", f"order ref {book.ref[r]} (request {r}) never added")
+            elif got != (book.buy[r], rested, book.price[r]):
+                error("add differs", f"order ref {book.ref[r]}: ours {(book.buy[r], rested, book.price[r])}, feed {got}")
+        elif book.ref[r] != book.ref[book.target[r]]:   # a replacement that lost priority
+            if book.removed[r] >= int(s.shares[r]):
+                continue
+            price = replaced_in.get(book.ref[r], adds.get(book.ref[r], (None, None, None))[2])
+            if price is None:
+                error("replacement missing", f"order ref {book.ref[r]} (request {r}) never on the book")
+            elif price != book.price[r]:
+                error("replacement differs", f"order ref {book.ref[r]}: ours @{book.price[r]}, feed @{price}")
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# Round trips, the .hlog, the run
+
+
+def round_trips(sched: Schedule, book: _Book, stamps_by_reply: np.ndarray, start_ns: int) -> np.ndarray:
+    """Per request: receive stamp of its answer minus its intended send time (ns); -1 if none."""
+    answer = np.array(book.answer, np.int64)
+    rtt = np.full(len(sched), -1, np.int64)
+    ok = answer >= 0
+    rtt[ok] = stamps_by_reply[answer[ok]] - (start_ns + sched.intended[ok])
+    return rtt
+
+
+def write_hlog(path: str, rtt: np.ndarray, sched: Schedule, start_ns: int, interval: float) -> None:
+    """RoundTrip histograms per interval of intended send time, in the standard interval-log format."""
+    writer = HlogWriter(path, start_time_s=start_ns / 1e9, comments=(SOURCE_COMMENT,))
+    try:
+        ok = rtt >= 0
+        step = int(interval * 1e9)
+        bins = sched.intended[ok] // step
+        values = np.maximum(rtt[ok], 1)
+        hist = StageHistogram(TAG)
+        for b in range(int(bins.max()) + 1 if len(bins) else 0):
+            hist.reset()
+            hist.record(values[bins == b])
+            t0 = (start_ns + b * step) / 1e9
+            writer.write(hist.synced(), t0, t0 + interval, tag=TAG)
+    finally:
+        writer.close()
+
+
+def run(cfg: LoadConfig) -> Summary:
+    """Run one load: send the schedule, drain, check replies and feed, write the .hlog."""
+    sched = build_schedule(cfg)
+    orders, feed = _open_ports(cfg)
+    try:
+        start_ns = time.time_ns() + 20_000_000   # the schedule starts once the loop is warm
+        replies, market, datagrams, max_lag = _exchange(cfg, sched, orders, feed, start_ns)
+    finally:
+        orders.close()
+        if feed is not None:
+            feed.close()
+
+    notes = Counter()
+    buf, offsets, lengths, stamps = replies.joined()
+    dec, datagram_of = decode_replies(buf, offsets, lengths, notes)
+    book, duplicates = check_replies(sched, dec)
+    for what, c in notes.items():
+        book.unexpected[what] += c
+    lost, silent = book.lost_and_silent()
+    rtt = round_trips(sched, book, stamps[datagram_of] if len(datagram_of) else stamps[:0], start_ns)
+    fres = (check_feed(cfg, *market.joined()[:3], book, book.examples) if cfg.feed else FeedResult())
+    if cfg.hlog:
+        write_hlog(cfg.hlog, rtt, sched, start_ns, cfg.interval)
+
+    answered = rtt[rtt >= 0]
+    pct = (np.percentile(answered, [50, 99, 99.9]).round().astype(np.int64).tolist()
+           if len(answered) else [0, 0, 0])
+    failures = []
+    for what, bad in (("lost replies", sum(lost.values())), ("duplicated replies", duplicates),
+                      ("unexpected replies", sum(book.unexpected.values())),
+                      ("wrong fills", sum(book.wrong.values())), ("feed gaps", fres.gaps),
+                      ("feed mismatches", sum(fres.errors.values()))):
+        if bad:
+            failures.append(f"{what}: {bad}")
+    if not len(answered):
+        failures.append("no request was answered")
+    return Summary(
+        sent={KIND_NAMES[k]: int((sched.kind == k).sum()) for k in KIND_NAMES}, datagrams=datagrams,
+        answered=int(len(answered)), silent=silent, lost=dict(lost), duplicated=duplicates,
+        unexpected=dict(book.unexpected), rejects=dict(book.rejects), cancels=dict(book.cancels),
+        fills=len(book.fills), filled_shares=sum(f[1] for f in book.fills), wrong_fills=dict(book.wrong),
+        feed_packets=fres.packets, feed_messages=fres.messages, feed_gaps=fres.gaps, feed_missing=fres.missing,
+        feed_errors=dict(fres.errors),
+        rtt_ns={"count": int(len(answered)), "p50": pct[0], "p99": pct[1], "p99.9": pct[2],
+                "max": int(answered.max()) if len(answered) else 0},
+        max_send_lag_ns=int(max_lag), failures=failures, examples=book.examples,
+        rtt=rtt, intended=start_ns + sched.intended, kind=sched.kind)
+
+
+# ---------------------------------------------------------------------------------------
+# The command line
+
+EXAMPLES = """
+examples:
+  netio-loadgen                                    # 10k orders/s for 2 s against 127.0.0.1:15000
+  netio-loadgen --venue 10.0.0.1 --rate 50000 --duration 10 --hlog rtt.hlog
+  netio-loadgen --venue 10.0.0.1 --feed-iface 10.0.0.2 --json   # machine-readable summary
+  netio-loadgen --venue-config venue.toml --venue 10.0.0.1      # ports, feed and symbols from the venue's TOML
+  netio-loadgen --feed-addr 127.0.0.1:16001        # unicast feed instead of the multicast group
+  netio-loadgen --no-feed --cancel-ratio 0 --replace-ratio 0 --ioc-ratio 1
+
+Round trip runs from each request's intended send time on a fixed schedule (open loop), so
+stalls are measured, not hidden. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = LoadConfig()
+    p = argparse.ArgumentParser(prog="netio-loadgen", description=__doc__.split("\n\n")[0],
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--venue", default="127.0.0.1", help="venue order entry: host or host:port (port from the venue config)")
+    p.add_argument("--venue-config", help="venue TOML (engine/venue_config.py): ports, feed group/session, symbols")
+    p.add_argument("--bind", default=d.bind, help="local host:port for order entry (default %(default)s)")
+    p.add_argument("--firm", default=d.firm, help="OUCH Firm (default %(default)s)")
+    p.add_argument("--rate", type=float, default=d.rate, help="requests per second (default %(default)s)")
+    p.add_argument("--duration", type=float, default=d.duration, help="seconds of sending (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--symbols", help="comma-separated subset of the venue's symbols")
+    p.add_argument("--cancel-ratio", type=float, default=d.cancel_ratio, help="Enters later canceled")
+    p.add_argument("--replace-ratio", type=float, default=d.replace_ratio, help="Enters later replaced")
+    p.add_argument("--ioc-ratio", type=float, default=d.ioc_ratio, help="Enters that are IOC")
+    p.add_argument("--batch", type=int, default=d.batch, help="requests per datagram at most (default %(default)s)")
+    p.add_argument("--drain", type=float, default=d.drain, help="seconds to wait for replies after the last send")
+    p.add_argument("--no-feed", action="store_true", help="do not join or check the ITCH feed")
+    p.add_argument("--feed-iface", help="local address to join the feed group on (default: the one towards the venue)")
+    p.add_argument("--feed-addr", help="receive the feed unicast on this host:port instead of the group")
+    p.add_argument("--hlog", help="write round trips to this HdrHistogram interval log (tag RoundTrip, ns)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> LoadConfig:
+    venue = VenueConfig.load(args.venue_config) if args.venue_config else VenueConfig()
+    host, _, port = args.venue.partition(":")
+    symbols = venue.symbols
+    if args.symbols:
+        wanted = args.symbols.split(",")
+        symbols = tuple(s for s in venue.symbols if s.name in wanted)
+        if len(symbols) != len(set(wanted)):
+            raise ValueError(f"--symbols: not all of {wanted} are venue symbols ({[s.name for s in venue.symbols]})")
+    cfg = LoadConfig.from_venue(
+        venue, host, bind=args.bind, firm=args.firm, rate=args.rate, duration=args.duration, seed=args.seed,
+        cancel_ratio=args.cancel_ratio, replace_ratio=args.replace_ratio, ioc_ratio=args.ioc_ratio,
+        batch=args.batch, drain=args.drain, feed=not args.no_feed, feed_iface=args.feed_iface, hlog=args.hlog)
+    cfg.symbols = symbols
+    if port:
+        cfg.venue = f"{host}:{port}"
+    if args.feed_addr:
+        cfg.feed_group, cfg.feed_bind = None, args.feed_addr
+    if cfg.rate <= 0 or cfg.duration <= 0 or cfg.batch <= 0:
+        raise ValueError("--rate, --duration and --batch must be positive")
+    if cfg.cancel_ratio < 0 or cfg.replace_ratio < 0 or cfg.cancel_ratio + cfg.replace_ratio > 1:
+        raise ValueError("--cancel-ratio and --replace-ratio must be >= 0 and add up to at most 1")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        summary = run(cfg)
+    except (ValueError, OSError, PortError) as e:
+        print(f"netio-loadgen: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.text())
+    return 0 if summary.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""netio-run: a matching venue on a kernel-bypass port (and ``--demo``: the whole show on a veth pair)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from engine.venue import Venue
+from engine.venue_config import VenueConfig
+from netio.clock import ClockSync, SystemClock
+from netio.port import BACKENDS, Port, PortError, open_port
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PORT, EXIT_VENUE = 0, 1, 2, 3, 4
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
+DRAIN_IDLE_S = 0.2          # on stop: keep polling until the port has been quiet this long
+DRAIN_MAX_S = 2.0
+
+EXAMPLES = """
+examples:
+  sudo netio-run --iface eth0 --ip 10.0.0.1                  venue on eth0, AF_XDP if it can, else sockets
+  sudo netio-run --iface eth0 --ip 10.0.0.1 --backend xdp --queue 2 --journal venue.jnl --hlog venue.hlog
+  sudo netio-run --iface 0000:3b:00.0 --backend dpdk --dpdk-args "-l 2 -n 4" --ip 10.0.0.1 --mac 0c:42:a1:00:00:01
+  sudo netio-run --iface eth0 --ip 10.0.0.1 --config engine/venue.example.toml --duration 60
+  sudo netio-run --demo                                      venue + load generator on a veth pair, then the breakdown
+  netio-report venue.hlog                                    per-stage latency of a run afterwards
+
+Order entry is OUCH 4.2 in SoupBinTCP 'U' packets over UDP to --ip:--order-port; replies go
+back to the sender; the feed is ITCH 5.0 in MoldUDP64 to --feed-group:--feed-port.
+--ip must be an address the kernel does not own on that interface (the venue answers ARP
+for it itself). A status line goes to stderr every second.
+
+exit status: 0 ran to --duration, 1 the demo's checks failed, 2 usage, 3 the port could
+not be opened, 4 the venue could not start (journal, config), 130 SIGINT, 143 SIGTERM
+(both after a clean shutdown: drained, journal and logs flushed, XDP program detached).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netio-run", description="A matching venue on a kernel-bypass port: "
+                                "OUCH 4.2 in, risk, price-time matching, OUCH replies and an ITCH 5.0 feed out.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = VenueConfig()
+    p.add_argument("--iface", help="interface (a PCI address for dpdk, a file for pcap)")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="port backend; auto tries xdp, then packet sockets (default %(default)s)")
+    p.add_argument("--queue", type=int, default=0, help="receive queue (default %(default)s)")
+    p.add_argument("--ip", help="the venue's IPv4 address for order entry")
+    p.add_argument("--mac", help="the venue's MAC (default: the interface's)")
+    p.add_argument("--order-port", type=int, help=f"UDP port for OUCH order entry (default {d.order_port})")
+    p.add_argument("--feed-group", help=f"multicast group of the ITCH feed (default {d.feed_group})")
+    p.add_argument("--feed-port", type=int, help=f"UDP port of the feed (default {d.feed_port})")
+    p.add_argument("--config", help="venue TOML: symbols, ports, feed, limits (see engine/venue.example.toml)")
+    p.add_argument("--journal", help="append every command batch here before acknowledging (replayed on start)")
+    p.add_argument("--hlog", help="per-stage latency interval log (HdrHistogram, for netio-report)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until signalled)")
+    p.add_argument("--dpdk-args", help="EAL arguments for --backend dpdk, e.g. \"-l 2 -n 4\"")
+    p.add_argument("--final-state", help="write the final counters and book hash here as JSON")
+    p.add_argument("--demo", action="store_true", help="venue and load generator on a veth pair, then the breakdown")
+    p.add_argument("--rate", type=float, default=5000, help="--demo: orders per second (default %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    return p
+
+
+def _config(args) -> VenueConfig:
+    import dataclasses
+    cfg = VenueConfig.load(args.config) if args.config else VenueConfig()
+    changes = {k: v for k, v in (("order_port", args.order_port), ("feed_group", args.feed_group),
+                                 ("feed_port", args.feed_port)) if v is not None}
+    return dataclasses.replace(cfg, **changes)
+
+
+def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None = None) -> Port:
+    """The port for a venue: ``auto`` is AF_XDP, else a TPACKET_V2 socket (per-frame wake-ups,
+    where V3's block timeout would hold sparse orders for a millisecond)."""
+    options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {}}
+    if backend != "auto":
+        return open_port(iface, backend, queue, **options.get(backend, {}))
+    try:
+        return open_port(iface, "xdp", queue)
+    except PortError as e:
+        port = open_port(iface, "socket", queue, **options["socket"])
+        port.info.fallbacks.insert(0, f"xdp: {e}")
+        return port
+
+
+def _iface_mac(iface: str) -> str | None:
+    try:
+        return Path(f"/sys/class/net/{iface}/address").read_text().strip()
+    except OSError:
+        return None
+
+
+class Stopper:
+    """SIGINT/SIGTERM ask the loop to stop (and drain); a second signal gives up at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            from netio import teardown
+            teardown.run_all()
+            os._exit(128 + signum)
+        self.signum = signum
+
+    @property
+    def stop(self) -> bool:
+        return self.signum is not None
+
+
+def _status(venue: Venue, elapsed: float, last: dict) -> str:
+    c = venue.counters()
+    rate = lambda key: (c.get(key, 0) - last.get(key, 0)) / max(elapsed, 1e-9)
+    drops = {**c["stack"]["drops"], **c["message_drops"]}
+    parts = [f"{rate('rx_frames'):,.0f} pkt/s", f"{rate('commands'):,.0f} orders/s", f"fills {c.get('fills', 0)}",
+             f"live {c['live_orders']}",
+             "rejects " + (",".join(f"{k}={v}" for k, v in c["rejects"].items()) or "0"),
+             "drops " + (",".join(f"{k}={v}" for k, v in drops.items()) or "0")]
+    if venue.telemetry:
+        live = venue.telemetry.live()
+        parts.append(" ".join(f"{tag} {p50 / 1000:.1f}/{p99 / 1000:.1f}us" for tag, (p50, p99, _) in live.items()))
+    last.clear()
+    last.update(c)
+    return " | ".join(parts)
+
+
+def serve(venue: Venue, stopper: Stopper, duration: float | None, quiet: bool, sync: ClockSync,
+          until=None) -> None:
+    """Poll until stopped, the duration is up, or ``until()`` is true; then drain."""
+    start = last_status = time.monotonic()
+    seen: dict = {}
+    tty = sys.stderr.isatty()
+    poll = venue.poll
+    while not stopper.stop:
+        poll()
+        now = time.monotonic()
+        if duration is not None and now - start >= duration:
+            break
+        if now - last_status >= 1.0:
+            venue.set_clock(sync.update())
+            if until is not None and until():
+                break
+            if not quiet:
+                line = _status(venue, now - last_status, seen)
+                print(("\r\x1b[K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            last_status = now
+    quiet_since = time.monotonic()
+    deadline = quiet_since + DRAIN_MAX_S
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < DRAIN_IDLE_S:
+        if poll():
+            quiet_since = time.monotonic()
+    if tty and not quiet:
+        print(file=sys.stderr)
+
+
+def _final_state(venue: Venue, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps({"book_hash": venue.book.state_hash(), "counters": venue.counters()},
+                                         indent=1, default=int))
+
+
+def run_venue(args) -> int:
+    try:
+        cfg = _config(args)
+    except (OSError, ValueError) as e:
+        print(f"netio-run: config: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    mac = args.mac or _iface_mac(args.iface)
+    if not mac:
+        print(f"netio-run: --mac is needed: {args.iface} has no MAC address to borrow", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args)
+    except PortError as e:
+        print(f"netio-run: cannot open {args.iface}: {e}", file=sys.stderr)
+        return EXIT_PORT
+    try:
+        print(f"netio-run: {port.info.describe()}", file=sys.stderr)
+        for step in port.info.fallbacks:
+            print(f"netio-run:   not faster because {step}", file=sys.stderr)
+        sync = ClockSync(SystemClock())
+        try:
+            venue = Venue(port, args.ip, mac, cfg, journal=args.journal, hlog=args.hlog, clock=sync.model)
+        except (OSError, ValueError) as e:
+            print(f"netio-run: venue: {e}", file=sys.stderr)
+            return EXIT_VENUE
+        stopper = Stopper()
+        print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}, "
+              f"{len(cfg.symbols)} symbols", file=sys.stderr)
+        try:
+            serve(venue, stopper, args.duration, args.quiet, sync)
+        finally:
+            venue.close()
+            _final_state(venue, args.final_state)
+        print("netio-run: " + json.dumps(venue.counters(), default=int), file=sys.stderr)
+    finally:
+        port.close()
+    return {None: EXIT_OK, signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}[stopper.signum]
+
+
+def run_demo(args) -> int:
+    """A venue on the root end of a veth pair, the load generator in the namespace, then the report."""
+    from netio import iface
+    from netio.netns import VethNamespace
+    duration = args.duration or 10.0
+    out = Path(tempfile.mkdtemp(prefix="netio-demo-"))
+    venue_hlog, lg_hlog = out / "venue.hlog", out / "loadgen.hlog"
+    with VethNamespace("demo") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
+        ip = str(v.subnet.network_address + 10)
+        try:
+            port = open_venue_port(v.host_if, args.backend, 0, args.dpdk_args)
+        except PortError as e:
+            print(f"netio-run: cannot open {v.host_if}: {e}", file=sys.stderr)
+            return EXIT_PORT
+        try:
+            print(f"netio-run --demo: {v!r}\nnetio-run --demo: {port.info.describe()}", file=sys.stderr)
+            for step in port.info.fallbacks:
+                print(f"netio-run --demo:   not faster because {step}", file=sys.stderr)
+            sync = ClockSync(SystemClock())
+            venue = Venue(port, ip, v.host_mac, _config(args), hlog=str(venue_hlog), clock=sync.model,
+                          journal=args.journal)
+            stopper = Stopper()
+            loadgen = v.popen([sys.executable, "-m", "tools.loadgen", "--venue", ip, "--feed-iface", v.ns_ip,
+                               "--rate", str(args.rate), "--duration", str(duration), "--hlog", str(lg_hlog)],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+            try:
+                serve(venue, stopper, duration + 30, args.quiet, sync, until=lambda: loadgen.poll() is not None)
+            finally:
+                venue.close()
+                _final_state(venue, args.final_state)
+                if loadgen.poll() is None:
+                    loadgen.terminate()
+                lg_out, _ = loadgen.communicate(timeout=10)
+        finally:
+            port.close()
+    print(f"\n=== venue ({port.info.backend}): {json.dumps(venue.counters(), default=int)}")
+    print("\n=== load generator (round trip from intended send time, in the namespace)")
+    print(lg_out)
+    print("=== per-stage latency breakdown (venue.hlog + loadgen.hlog)")
+    from tools.report.cli import main as report
+    report([str(venue_hlog)] + ([str(lg_hlog)] if lg_hlog.exists() else []))
+    print(f"\nlogs kept in {out}  (netio-report {venue_hlog} {lg_hlog})")
+    if stopper.signum:
+        return 128 + stopper.signum
+    return EXIT_OK if loadgen.returncode == 0 else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.demo:
+        return run_demo(args)
+    if not args.iface or not args.ip:
+        parser.print_usage(sys.stderr)
+        print("netio-run: --iface and --ip are needed (or --demo)", file=sys.stderr)
+        return EXIT_USAGE
+    return run_venue(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
