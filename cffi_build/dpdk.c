@@ -26,6 +26,8 @@
 #include <rte_mbuf_dyn.h>
 #include <rte_mempool.h>
 
+#include "dpdk_api.h"
+
 /* ---- the log: the last few KiB of what EAL and the drivers said ---------------------- */
 static char log_buf[8192];
 static size_t log_len;
@@ -383,11 +385,13 @@ void nd_release(struct rte_mbuf **held, uint16_t n)
     rte_pktmbuf_free_bulk(held, n);
 }
 
-static uint16_t tx_mbufs(struct nd_queue *q, struct rte_mbuf **mbufs, uint16_t n)
+/* Send n mbufs of lengths[] bytes; the mbufs the queue did not take are freed. The
+ * lengths come from the caller because sent mbufs are the driver's (maybe freed already). */
+static uint16_t tx_mbufs(struct nd_queue *q, struct rte_mbuf **mbufs, const uint32_t *lengths, uint16_t n)
 {
     uint16_t sent = rte_eth_tx_burst(q->port, q->queue, mbufs, n);
     for (uint16_t i = 0; i < sent; i++)
-        q->c.tx_bytes += mbufs[i]->data_len;
+        q->c.tx_bytes += lengths[i];
     q->c.tx_packets += sent;
     if (sent < n)
         rte_pktmbuf_free_bulk(mbufs + sent, n - sent);
@@ -421,7 +425,7 @@ int64_t nd_tx_copy(struct nd_queue *q, const uint8_t *buf, uint64_t buf_len, con
             m->data_len = (uint16_t)len;
             m->pkt_len = len;
         }
-        uint16_t sent = tx_mbufs(q, mbufs, k);
+        uint16_t sent = tx_mbufs(q, mbufs, lengths + done, k);
         done += sent;
         if (sent < k)
             break;
@@ -455,11 +459,24 @@ int64_t nd_tx_held(struct nd_queue *q, struct rte_mbuf **held, const int64_t *of
             rte_mbuf_refcnt_update(m, 1);
             mbufs[j] = m;
         }
-        uint16_t sent = tx_mbufs(q, mbufs, k);
+        uint16_t sent = tx_mbufs(q, mbufs, lengths + done, k);
         done += sent;
         if (sent < k)
             break;
     }
     q->c.tx_refused += n - done;
     return done;
+}
+
+static const struct nd_burst_api api = {
+    .version = ND_API_VERSION,
+    .rx_burst = nd_rx_burst,
+    .release = nd_release,
+    .tx_copy = nd_tx_copy,
+    .tx_held = nd_tx_held,
+};
+
+const struct nd_burst_api *nd_api(void)
+{
+    return &api;
 }

@@ -75,6 +75,9 @@ ffibuilder.cdef("""
     int64_t nd_tx_held(struct nd_queue *q, struct rte_mbuf **held, const int64_t *offsets,
                        const uint32_t *lengths, uint32_t n);
 
+    struct nd_burst_api;
+    const struct nd_burst_api *nd_api(void);
+
     #define RTE_ETH_RX_OFFLOAD_TIMESTAMP ...
     #define RTE_ETH_RSS_IP ...
     #define RTE_ETH_RSS_UDP ...

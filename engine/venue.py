@@ -6,26 +6,34 @@
     venue.close()
 
 Every burst takes the same walk, each stage one or a few C calls over the whole burst
-(the stack, the OUCH scanner and encoder, risk, the matching kernel, the ITCH encoder and
-MoldUDP64 packer, the frame builder); Python only maps between their arrays with numpy.
-What a burst does, in order:
+(the stack, the OUCH scanner, risk, the matching kernel, the MoldUDP64 packer, the frame
+builder, and ``cffi_build/venue.c``: messages -> command fields, events -> OUCH replies
+and ITCH messages); Python hands arrays from one to the next. ``impl="numpy"`` runs
+venue.c's two steps as vectorised numpy instead: the reference the C is tested against.
+What a burst does, in order (telemetry's TSC hops in brackets):
 
-1. ``rx_burst`` → ``Stack.process``: ARP/ICMP answered, datagrams to the order port kept.
+1. ``rx_burst`` [poll] → ``Stack.process``: ARP/ICMP answered, datagrams to the order port kept.
 2. The datagrams' payloads, back to back, are split into OUCH messages in one call; a
    message belongs to the datagram its bytes lie in, and its client is the datagram's
-   source IP:port (``client id`` 1.. in order of first appearance).
+   source IP:port (``client id`` 1.. in order of first appearance). An Enter whose Firm
+   is not one of the venue's ``firms`` is rejected ('O').
 3. Messages become matching-core commands. A client's 14-byte order tokens map to the
    core's u64 tokens through one dict per venue keyed by (client, token): new tokens
    (enter, replace) get fresh numbers, known ones their number, in one ``map`` per burst.
-4. Pre-trade risk checks the batch, the journal appends it (before anything is
-   acknowledged), the matching core runs it, risk settles from the events.
+   [parsed] Fields, symbols (by name) and prices (to ticks) filled in, then pre-trade
+   risk. [validated]
+4. The journal appends the batch (before anything is acknowledged), the matching core
+   runs it, risk settles from the events. [matched]
 5. Order events become OUCH replies (Accepted, Replaced, Canceled, Executed to taker
    and maker, Rejected), grouped per client into datagrams of at most ``REPLY_PAYLOAD``
    bytes and sent unicast to the client's address; book events become ITCH 5.0 messages
-   (A, E, X, D, U, P) packed into MoldUDP64 datagrams for the feed group.
-6. Telemetry gets the TSC stamps of the six hops and each frame's RX wait.
+   (A, E, X, D, U, P) packed into MoldUDP64 datagrams for the feed group; all of it
+   framed in one call. [serialized] ``tx_burst``. [tx_submitted]
+6. Telemetry gets the TSC stamps of the six hops and each frame's RX wait (bursts with
+   orders only: ARP and the like would record empty stages).
 
-Accounting: frames received = the stack's delivered + replied + dropped (by reason);
+Accounting: frames the port dropped (ring full, ...) are in ``port_drops``; frames
+received = the stack's delivered + replied + dropped (by reason);
 OUCH messages = commands + dropped messages (by reason); commands = accepted (and their
 later fills/cancels) + rejected (by reason). ``counters()`` holds all of it.
 """
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,11 +51,11 @@ from engine.commands import (COMMAND_DTYPE, OUCH_CANCEL_CODE, OUCH_REJECT_CODE, 
                              RejectReason, Side, Tif)
 from engine.journal import FlushPolicy, Journal
 from engine.matching import Matcher
-from engine.risk import Limits, RiskEngine
+from engine.risk import Limits, RefMode, RiskEngine
 from engine.venue_config import VenueConfig
 from netio.clock import ClockModel, Timeline
 from netio.port import Burst, Port, TimestampSource
-from netio.stack import Stack, ip_int
+from netio.stack import Stack, ip_int, multicast_mac
 from netio.tsc import rdtsc
 
 MAX_CLIENTS = 1024          # client ids 1..MAX_CLIENTS-1; id 0 is never a client
@@ -55,6 +64,9 @@ NS_PER_DAY = 86_400 * 10**9
 FEED_HEARTBEAT_S = 1.0
 
 _O, _U, _X = ord("O"), ord("U"), ord("X")
+_IN_LEN = np.zeros(256, np.int64)
+for _t, _s in ouch.INBOUND.items():
+    _IN_LEN[ord(_t)] = _s.length
 _OUT_LEN = np.zeros(256, np.int64)
 for _t, _s in ouch.OUTBOUND.items():
     _OUT_LEN[ord(_t)] = _s.length
@@ -75,6 +87,41 @@ _BOOK_KINDS[[EventKind.BOOK_ADD, EventKind.BOOK_EXEC, EventKind.BOOK_CANCEL, Eve
              EventKind.BOOK_REPLACE, EventKind.BOOK_TRADE]] = True
 
 
+# enum members as plain ints: the hot path compares arrays with them
+_ACCEPTED = int(EventKind.ACCEPTED)
+_BUY = int(Side.BUY)
+_CANCEL = int(Kind.CANCEL)
+_DAY = int(Tif.DAY)
+_ENTER = int(Kind.ENTER)
+_HIDDEN = int(Flag.HIDDEN)
+_INVALID_PRICE = int(RejectReason.INVALID_PRICE)
+_IOC = int(Tif.IOC)
+_POST_ONLY = int(Flag.POST_ONLY)
+_REJECTED = int(EventKind.REJECTED)
+_REPLACE = int(Kind.REPLACE)
+_RISK_OTHER = int(RejectReason.RISK_OTHER)
+_SELL = int(Side.SELL)
+_TRADE = int(EventKind.TRADE)
+_UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
+_UNKNOWN_TOKEN = int(RejectReason.UNKNOWN_TOKEN)
+
+
+class Datagrams(NamedTuple):
+    """UDP payloads back to back in ``payload`` and where each goes, before framing."""
+
+    payload: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    dst_ip: np.ndarray
+    dst_port: np.ndarray
+    src_port: np.ndarray
+    dst_mac: np.ndarray
+
+
+def _where(mask: np.ndarray) -> np.ndarray:
+    return mask.nonzero()[0]
+
+
 def ns_since_midnight(ns: int) -> int:
     return ns % NS_PER_DAY
 
@@ -85,13 +132,19 @@ class Venue:
     ``journal``: path of the command journal (appended; an existing one is replayed into
     the books first). ``hlog``: where telemetry writes its interval log. ``clock``: the
     TSC model that puts RX stamps and hop stamps on one timeline (without it, RX waits
-    are not recorded).
+    are not recorded). ``impl``: venue.c's steps in C, or their numpy reference.
+    ``now_ns``: the clock of the command timestamps (tests pin it).
     """
 
     def __init__(self, port: Port, ip: str, mac: str | bytes, config: VenueConfig | None = None, *,
                  journal: str | None = None, hlog: str | None = None, clock: ClockModel | None = None,
-                 telemetry=None, burst_size: int = 64):
+                 telemetry=None, burst_size: int = 64, impl: str = "c", now_ns=time.time_ns):
+        if impl not in ("c", "numpy"):
+            raise ValueError(f"impl is 'c' or 'numpy', not {impl!r}")
         self.port, self.config = port, config or VenueConfig()
+        self.closed = False
+        self.impl = impl if _venue_c is not None else "numpy"
+        self.now_ns = now_ns
         cfg = self.config
         self.burst_size = burst_size
         self.stack = Stack(mac, ip)
@@ -99,11 +152,13 @@ class Venue:
         n_sym = len(cfg.symbols)
         self.tick = np.array([s.tick for s in cfg.symbols], np.int64)
         self.names = np.array([s.name.ljust(8).encode() for s in cfg.symbols], "S8")
+        self.firms = np.array([f.ljust(4).encode() for f in cfg.firms], "S4")
         self.book = Book(n_sym, cfg.pool_size, cfg.band_ticks,
                          ref_price=[s.reference // s.tick for s in cfg.symbols])
         self.matcher = Matcher(self.book)
         limits = Limits.load(cfg.limits, MAX_CLIENTS, n_sym) if cfg.limits else None
         self.risk = RiskEngine(MAX_CLIENTS, n_sym, limits, max_orders=cfg.pool_size)
+        self._mid_reference = limits is not None and bool((limits.ref_mode == RefMode.MID).any())
         self.journal = None
         self._client_base = 0      # a reopened journal's clients keep their ids; new ones follow
         self._next_token = 1
@@ -134,7 +189,12 @@ class Venue:
         self.token_bytes = np.zeros(max(1 << 16, 2 * self._next_token), "S14")
         self.token_symbol = np.zeros(len(self.token_bytes), np.uint16)
 
+        self._init_c()
         self.feed_seq = 1
+        # destination columns of feed and reply datagrams, sliced rather than made per burst
+        self._feed_ip = np.zeros(0, np.uint32)
+        self._zero_offset = np.zeros(1, np.int64)
+        self._order_port = np.full(1, cfg.order_port, np.uint16)
         self._feed_last = time.monotonic()
         self.counts: Counter = Counter()
         self.drops: Counter = Counter()        # OUCH messages and datagrams dropped, by reason
@@ -155,12 +215,12 @@ class Venue:
             return 0
         st = self._stamps
         st[0] = rdtsc()
-        rx_wait = self._rx_wait(burst, int(st[0])) if self.timeline else None
         self.counts["rx_frames"] += n
         result = self.stack.process(burst)
         if len(result.replies):
             self._tx(result.replies)
         cmds, msg_type, msg_index, decoded = self._commands(result)
+        stamps, source = burst.timestamps.copy(), burst.ts_source
         self.port.release(burst)
         st[1] = rdtsc()
         if len(cmds):
@@ -171,73 +231,96 @@ class Venue:
             events = self.matcher.run(cmds)
             self.risk.on_events(cmds, events)
             st[3] = rdtsc()
-            replies, feed = self._replies(cmds, events, decoded, msg_index), self._feed(events)
+            self._count(cmds, events)
+            if self.impl == "c":
+                parts = [self._replies_c(cmds, events, decoded, msg_index), self._feed_c(events)]
+            else:
+                parts = [self._replies(cmds, events, decoded, msg_index), self._feed(events)]
+            frames = self._frames(parts)
             st[4] = rdtsc()
-            if len(replies):
-                self._tx(replies)
-            if feed is not None:
-                self._tx(feed)
-        else:
-            st[2] = st[3] = st[4] = st[1]
-        st[5] = rdtsc()
+            if frames is not None:
+                self._tx(frames)
+            st[5] = rdtsc()
+            if self.telemetry:   # the stages of bursts that carried orders, after the replies left
+                rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
+                self.telemetry.record_burst(st, n, rx_wait)
         if self.telemetry:
-            self.telemetry.record_burst(st, n, rx_wait)
             self.telemetry.tick()
         return n
 
     def close(self) -> None:
         """Send the feed's end of messages, flush the journal and the telemetry log."""
-        if self.port is None:
+        if self.closed:
             return
         sys_event = itch.new_array("S", 1)
         sys_event["event_code"] = b"C"
-        itch.set_timestamps(sys_event, ns_since_midnight(time.time_ns()))
+        itch.set_timestamps(sys_event, ns_since_midnight(self.now_ns()))
         self._send_feed(itch.encode(itch.ItchBatch.from_messages({"S": sys_event})), blocks=True)
         if self.journal:
             self.journal.close()
         if self.telemetry:
             self.telemetry.close()
-        self.port = None
+        self._port_drops = dict(self.port.stats().drops)
+        self.closed = True
+
+    def _init_c(self) -> None:
+        """The tables the C serialize stage reads (token_bytes, enters, replaces per call)."""
+        self._pkt_len = self._pkt_client = np.empty(0, np.uint32)
+        self._reply_out = self._itch_out = np.empty(0, np.uint8)
+        if _venue_c is None:
+            return
+        ffi = _venue_c.ffi
+        self._tables = t = ffi.new("struct venue_tables *")
+        self._n_msgs = ffi.new("uint32_t *")
+        self._tables_keep = [ffi.from_buffer("int64_t[]", self.tick), self._c(t, "names", self.names),
+                             self._c(t, "firms", self.client_firm),
+                             self._c(t, "reject_code", _REJECT_CODE), self._c(t, "cancel_code", _CANCEL_CODE)]
+        t.tick = self._tables_keep[0]
 
     def set_clock(self, clock: ClockModel) -> None:
         """Take a fresh TSC model (call about once a second: the TSC drifts against the reference)."""
         self.clock, self.timeline = clock, Timeline(clock)
 
     # -- stage 1-3: frames -> commands --------------------------------------------------
-    def _rx_wait(self, burst: Burst, poll_tsc: int) -> np.ndarray | None:
+    def _rx_wait(self, stamps: np.ndarray, source: TimestampSource, poll_tsc: int) -> np.ndarray | None:
         """Per frame, ns from its RX stamp to our poll, on the clock model's timeline."""
-        if burst.ts_source in (TimestampSource.NONE, TimestampSource.SIMULATION, TimestampSource.CAPTURE):
+        if source in (TimestampSource.NONE, TimestampSource.SIMULATION, TimestampSource.CAPTURE):
             return None
         try:
-            rx = self.timeline.to_reference(burst.timestamps, burst.ts_source)
+            rx = self.timeline.to_reference(stamps, source)
         except ValueError:
             return None
         return np.maximum(self.clock.to_ns(poll_tsc) - rx, 0)
 
     def _client_ids(self, dgs: np.ndarray) -> np.ndarray:
         """Client id of each datagram (by source IP:port); new sources get the next ids."""
-        keys = dgs["src_ip"].astype(np.uint64) << np.uint64(16) | dgs["src_port"]
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        ids = np.array([self._client_of.get(k, 0) for k in uniq.tolist()], np.uint32)
-        for j in np.flatnonzero(ids == 0).tolist():    # once per new client, not per packet
+        keys = (dgs["src_ip"].astype(np.uint64) << np.uint64(16) | dgs["src_port"]).tolist()
+        ids = np.fromiter(map(self._client_of.get, keys, [0] * len(keys)), np.uint32, len(keys))
+        if ids.all():
+            return ids
+        for j in np.nonzero(ids == 0)[0].tolist():     # once per new client, not per packet
+            if keys[j] in self._client_of:            # new twice in this burst
+                ids[j] = self._client_of[keys[j]]
+                continue
             cid = self._client_base + len(self._client_of) + 1
             if cid >= MAX_CLIENTS:
-                continue                               # id 0: risk rejects (RISK_OTHER)
-            self._client_of[int(uniq[j])] = ids[j] = cid
-            first = int(np.flatnonzero(inverse == j)[0])
-            self.client_ip[cid], self.client_port[cid] = dgs["src_ip"][first], dgs["src_port"][first]
-            self.client_mac[cid] = dgs["src_mac"][first]
-        return ids[inverse]
+                continue                               # id 0: its messages are dropped
+            self._client_of[keys[j]] = ids[j] = cid
+            self.client_ip[cid], self.client_port[cid] = dgs["src_ip"][j], dgs["src_port"][j]
+            self.client_mac[cid] = dgs["src_mac"][j]
+        return ids
 
     def _split(self, buf: np.ndarray, starts: np.ndarray) -> tuple[ouch.Decoded, np.ndarray]:
         """OUCH messages of back-to-back datagram payloads, and the datagram of each."""
         decoded = ouch.decode_inbound(buf, final=True)
-        sizes = _in_len(decoded.order_type) + 3
+        sizes = _IN_LEN[decoded.order_type] + 3
         msg_start = np.zeros(len(sizes), np.int64)
         np.cumsum(sizes[:-1], out=msg_start[1:])
-        aligned = (not decoded.rejects and not len(decoded.control) and decoded.consumed == len(buf)
-                   and np.isin(starts, msg_start).all())
-        if aligned or not len(starts):
+        clean = not decoded.rejects and not len(decoded.control) and decoded.consumed == len(buf)
+        if clean and len(starts) == 1:
+            return decoded, np.zeros(len(msg_start), np.int64)
+        at = np.searchsorted(msg_start, starts)
+        if clean and (at < len(msg_start)).all() and (msg_start[np.minimum(at, len(msg_start) - 1)] == starts).all():
             return decoded, np.searchsorted(starts, msg_start, "right") - 1
         # Malformed input somewhere: decode datagram by datagram, keep the valid messages
         # and decode those again (only bad bursts take this path).
@@ -267,39 +350,37 @@ class Venue:
         decoded, src = self._split(buf, starts)
         client = self._client_ids(dgs)[src]
         t, idx = decoded.order_type, decoded.order_index
-        # Only enter, replace and cancel are traded here; modify and trade-now are dropped.
+        # Only enter, replace and cancel are traded here; modify and trade-now are dropped,
+        # and so is everything from sources beyond MAX_CLIENTS (client id 0).
         unsupported = (t != _O) & (t != _U) & (t != _X)
-        if unsupported.any():
+        orphan = client == 0
+        if unsupported.any() or orphan.any():
             self.drops["unsupported_message"] += int(unsupported.sum())
-            keep = ~unsupported
-            t, idx, client = t[keep], idx[keep], client[keep]
+            self.drops["too_many_clients"] += int((orphan & ~unsupported).sum())
+            self.drops = +self.drops        # keep only reasons that happened
+            keep = ~unsupported & ~orphan
+            t, idx, client = t[keep], idx[keep].copy(), client[keep]
+            for code in (_O, _U, _X):     # each type's records: exactly its kept messages, in order
+                sel = t == code
+                decoded.messages[chr(code)] = decoded.messages[chr(code)][idx[sel]]
+                idx[sel] = np.arange(np.count_nonzero(sel))
         self.counts["messages"] += len(t)
         cmds = np.zeros(len(t), COMMAND_DTYPE)
         cmds["client"] = client
-        cmds["ts"] = time.time_ns()
+        cmds["ts"] = self.now_ns()
         msgs = decoded.messages
-        for code, kind in ((_O, Kind.ENTER), (_U, Kind.REPLACE), (_X, Kind.CANCEL)):
-            sel = np.flatnonzero(t == code)
-            if not len(sel):
-                continue
+        for code in (_O, _U, _X):
             m = msgs[chr(code)]
-            cmds["kind"][sel] = kind
-            cmds["qty"][sel] = m["shares"]
+            if not len(m):
+                continue
+            sel = _where(t == code) if len(m) < len(t) else slice(None)
             if code == _O:
                 cmds["token"][sel] = self._tokens(client[sel], m["order_token"], new=True)
-                cmds["side"][sel] = np.where(m["buy_sell_indicator"] == b"B", Side.BUY, Side.SELL)
-                cmds["min_qty"][sel] = m["minimum_quantity"]
-                self.client_firm[client[sel]] = m["firm"]
             elif code == _U:
                 cmds["token"][sel] = self._tokens(client[sel], m["existing_order_token"], new=False)
                 cmds["new_token"][sel] = self._tokens(client[sel], m["replacement_order_token"], new=True)
             else:
                 cmds["token"][sel] = self._tokens(client[sel], m["order_token"], new=False)
-            if code != _X:
-                cmds["tif"][sel] = np.where(m["time_in_force"] == 0, Tif.IOC, Tif.DAY)
-                display = m["display"]
-                cmds["flags"][sel] = np.where(display == b"N", Flag.HIDDEN,
-                                              np.where(display == b"P", Flag.POST_ONLY, 0))
         return cmds, t, idx, decoded
 
     def _tokens(self, client: np.ndarray, token: np.ndarray, new: bool) -> np.ndarray:
@@ -320,61 +401,110 @@ class Venue:
 
     # -- stage 4: validation -------------------------------------------------------------
     def _validate(self, cmds, msg_type, msg_index, decoded) -> None:
-        """Symbols and prices to the core's terms, then pre-trade risk; venue verdicts win."""
+        """The commands' fields from their messages, symbols and prices to the core's terms,
+        then pre-trade risk; the venue's own verdicts win."""
+        if self.impl == "c":
+            verdict = self._fields_c(cmds, msg_type, msg_index, decoded)
+        else:
+            verdict = self._fields(cmds, msg_type, decoded)
+        if self._mid_reference:     # some symbol's price band centres on the mid
+            best = self.book.best
+            levels = self.book.levels["price"]
+            bid = np.where(best[0::2] >= 0, levels[best[0::2]], 0)
+            ask = np.where(best[1::2] >= 0, levels[best[1::2]], 0)
+            self.risk.check(cmds, bid, ask)
+        else:
+            self.risk.check(cmds)
+        mine = verdict != 0
+        cmds["risk"][mine] = verdict[mine]
+
+    def _fields_c(self, cmds, msg_type, msg_index, decoded) -> np.ndarray:
+        """``_fields`` in one C call (cffi_build/venue.c)."""
+        ffi, msgs = _venue_c.ffi, decoded.messages
+        verdict = np.empty(len(cmds), np.uint8)
+        keep = [self._c(self._tables, "enters", msgs["O"]), self._c(self._tables, "replaces", msgs["U"]),
+                ffi.from_buffer("uint8_t[]", msgs["X"]) if len(msgs["X"]) else ffi.NULL]
+        _venue_c.lib.venue_commands(
+            ffi.from_buffer(cmds, require_writable=True), len(cmds), ffi.from_buffer("uint8_t[]", msg_type),
+            ffi.from_buffer("uint32_t[]", msg_index), self._tables, keep[2], len(self.names),
+            ffi.from_buffer("uint8_t[]", self.firms), len(self.firms),
+            ffi.from_buffer("uint16_t[]", self.token_symbol, require_writable=True),
+            ffi.from_buffer("uint8_t[]", self.client_firm, require_writable=True),
+            ffi.from_buffer("uint8_t[]", verdict, require_writable=True))
+        return verdict
+
+    def _fields(self, cmds, msg_type, decoded) -> np.ndarray:
+        """Fill the commands from their messages; return the venue's verdicts (numpy
+        reference of ``_fields_c``)."""
         msgs, verdict = decoded.messages, np.zeros(len(cmds), np.uint8)
-        enter = np.flatnonzero(msg_type == _O)
+        for code, kind in ((_O, _ENTER), (_U, _REPLACE), (_X, _CANCEL)):
+            sel = _where(msg_type == code)
+            if not len(sel):
+                continue
+            m = msgs[chr(code)]
+            cmds["kind"][sel] = kind
+            cmds["qty"][sel] = m["shares"]
+            if code == _O:
+                cmds["side"][sel] = np.where(m["buy_sell_indicator"] == b"B", _BUY, _SELL)
+                cmds["min_qty"][sel] = m["minimum_quantity"]
+                self.client_firm[cmds["client"][sel]] = m["firm"]
+            if code != _X:
+                cmds["tif"][sel] = np.where(m["time_in_force"] == 0, _IOC, _DAY)
+                display = m["display"]
+                cmds["flags"][sel] = np.where(display == b"N", _HIDDEN,
+                                              np.where(display == b"P", _POST_ONLY, 0))
+        enter = _where(msg_type == _O)
         if len(enter):
             stock = msgs["O"]["stock"]
             hit = stock[:, None] == self.names[None, :]
             known = hit.any(axis=1)
             symbol = hit.argmax(axis=1).astype(np.uint16)
             cmds["symbol"][enter] = symbol
-            verdict[enter[~known]] = RejectReason.UNKNOWN_SYMBOL
+            verdict[enter[~known]] = _UNKNOWN_SYMBOL
+            firm_ok = (msgs["O"]["firm"][:, None] == self.firms[None, :]).any(axis=1)
+            verdict[enter[~firm_ok]] = _RISK_OTHER       # a firm the venue does not know
             self.token_symbol[cmds["token"][enter]] = np.where(known, symbol, 0)
             self._price(cmds, enter, msgs["O"]["price"], verdict)
-        repl = np.flatnonzero(msg_type == _U)
+        repl = _where(msg_type == _U)
         if len(repl):
             symbol = self.token_symbol[cmds["token"][repl]]
             cmds["symbol"][repl] = symbol
             self.token_symbol[cmds["new_token"][repl]] = symbol
             self._price(cmds, repl, msgs["U"]["price"], verdict)
-        cancel = np.flatnonzero(msg_type == _X)
+        cancel = _where(msg_type == _X)
         cmds["symbol"][cancel] = self.token_symbol[cmds["token"][cancel]]
-        best = self.book.best
-        levels = self.book.levels["price"]
-        bid = np.where(best[0::2] >= 0, levels[best[0::2]], 0)
-        ask = np.where(best[1::2] >= 0, levels[best[1::2]], 0)
-        self.risk.check(cmds, bid, ask)
-        mine = verdict != 0
-        cmds["risk"][mine] = verdict[mine]
+        return verdict
 
     def _price(self, cmds, rows, price, verdict) -> None:
         tick = self.tick[cmds["symbol"][rows]]
         price = price.astype(np.int64)
         cmds["price"][rows] = np.minimum(price // tick, np.iinfo(np.int32).max)
         off_tick = (price % tick != 0) | (price <= 0)
-        verdict[rows[off_tick & (verdict[rows] == 0)]] = RejectReason.INVALID_PRICE
+        verdict[rows[off_tick & (verdict[rows] == 0)]] = _INVALID_PRICE
 
     # -- stage 5: events -> OUCH replies and ITCH -----------------------------------------
-    def _replies(self, cmds, events, decoded, msg_index) -> Burst:
-        """OUCH replies of the batch's order events, in event order, as unicast frames."""
+    def _count(self, cmds, events) -> None:
         kinds = events["kind"]
         self.counts["commands"] += len(cmds)
-        self.counts["fills"] += int(np.count_nonzero(kinds == EventKind.TRADE))
-        self.counts["accepted"] += int(np.count_nonzero(kinds == EventKind.ACCEPTED))
-        rej = events[kinds == EventKind.REJECTED]
-        if len(rej):
-            reasons, counts = np.unique(rej["reason"], return_counts=True)
-            for r, c in zip(reasons.tolist(), counts.tolist()):
+        self.counts["fills"] += int(np.count_nonzero(kinds == _TRADE))
+        self.counts["accepted"] += int(np.count_nonzero(kinds == _ACCEPTED))
+        rejected = kinds == _REJECTED
+        if rejected.any():
+            for r, c in Counter(events["reason"][rejected].tolist()).items():
                 self.rejects[_reason_name(r)] += c
+
+    def _replies(self, cmds, events, decoded, msg_index) -> Datagrams | None:
+        """OUCH replies of the batch's order events, in event order, grouped per client
+        (numpy reference of ``_replies_c``)."""
+        kinds = events["kind"]
         per = _REPLY_COUNT[kinds]
         # OUCH 4.2 answers nothing to a cancel or replace of an order that is not live
-        silent = (kinds == EventKind.REJECTED) & (events["reason"] == RejectReason.UNKNOWN_TOKEN) \
-            & (cmds["kind"][events["cmd"]] != Kind.ENTER)
+        silent = (kinds == _REJECTED) & (events["reason"] == _UNKNOWN_TOKEN) \
+            & (cmds["kind"][events["cmd"]] != _ENTER)
         per = np.where(silent, 0, per)
         ev = np.repeat(np.arange(len(events)), per)
         if not len(ev):
-            return Burst.empty()
+            return None
         maker = np.zeros(len(ev), bool)
         maker[1:] = ev[1:] == ev[:-1]
         e = events[ev]
@@ -384,15 +514,15 @@ class Venue:
         tick = self.tick[e["symbol"]]
         index = np.zeros(len(ev), np.uint32)
         out = {}
-        for code in np.unique(rtype).tolist():
-            sel = np.flatnonzero(rtype == code)
+        for code in sorted(set(rtype.tolist())):
+            sel = _where(rtype == code)
             index[sel] = np.arange(len(sel))
             r, t = e[sel], chr(code)
             m = ouch.records(t, len(sel), "out", timestamp=ts[sel])
             if t == "A" or t == "U":
                 orig = decoded.messages["O" if t == "A" else "U"][msg_index[r["cmd"]]]
                 m["order_token" if t == "A" else "replacement_order_token"] = self.token_bytes[r["token"]]
-                m["buy_sell_indicator"] = np.where(r["side"] == Side.BUY, b"B", b"S")
+                m["buy_sell_indicator"] = np.where(r["side"] == _BUY, b"B", b"S")
                 m["shares"], m["price"] = r["qty"], r["price"] * tick[sel]
                 m["stock"] = self.names[r["symbol"]]
                 m["time_in_force"], m["display"] = orig["time_in_force"], orig["display"]
@@ -406,7 +536,7 @@ class Venue:
                     m["previous_order_token"] = self.token_bytes[r["other_token"]]
             elif t == "J":
                 cmd = cmds[r["cmd"]]
-                m["order_token"] = self.token_bytes[np.where(cmd["kind"] == Kind.REPLACE, cmd["new_token"],
+                m["order_token"] = self.token_bytes[np.where(cmd["kind"] == _REPLACE, cmd["new_token"],
                                                              cmd["token"])]
                 m["reason"] = _REJECT_CODE[r["reason"]].view("S1")
             elif t == "C":
@@ -422,7 +552,52 @@ class Venue:
         perm = np.argsort(client, kind="stable")
         rtype, index, client = rtype[perm], index[perm], client[perm]
         payload = np.frombuffer(ouch.encode_outbound(out, (rtype, index)), np.uint8)
-        size = _OUT_LEN[rtype] + 3
+        return self._reply_datagrams(payload, _OUT_LEN[rtype] + 3, client)
+
+    def _replies_c(self, cmds, events, decoded, msg_index) -> Datagrams | None:
+        """``_replies`` in one C call (cffi_build/venue.c), then grouped per client."""
+        n = len(events)
+        if len(self._pkt_len) < 2 * n:
+            self._pkt_len, self._pkt_client = np.empty(2 * n, np.uint32), np.empty(2 * n, np.uint32)
+            self._reply_out = np.empty(2 * n * 83, np.uint8)
+        t = self._tables
+        keep = [self._c(t, "token_bytes", self.token_bytes), self._c(t, "enters", decoded.messages["O"]),
+                self._c(t, "replaces", decoded.messages["U"])]
+        k = _venue_c.lib.venue_replies(_venue_c.ffi.from_buffer(events), n, _venue_c.ffi.from_buffer(cmds),
+                                      _venue_c.ffi.from_buffer("uint32_t[]", msg_index), t,
+                                      _venue_c.ffi.from_buffer("uint8_t[]", self._reply_out, require_writable=True),
+                                      _venue_c.ffi.from_buffer("uint32_t[]", self._pkt_client, require_writable=True),
+                                      _venue_c.ffi.from_buffer("uint32_t[]", self._pkt_len, require_writable=True))
+        del keep
+        if not k:
+            return None
+        size, client = self._pkt_len[:k].astype(np.int64), self._pkt_client[:k]
+        payload = self._reply_out[:int(size.sum())]
+        if (client[1:] < client[:-1]).any():      # several clients, interleaved: group them
+            perm = np.argsort(client, kind="stable")
+            start = np.zeros(k, np.int64)
+            np.cumsum(size[:-1], out=start[1:])
+            size, client = size[perm], client[perm]
+            moved = np.zeros(k, np.int64)
+            np.cumsum(size[:-1], out=moved[1:])
+            payload = payload[np.repeat(start[perm] - moved, size) + np.arange(len(payload))]
+        else:
+            payload = payload.copy()
+        return self._reply_datagrams(payload, size, client)
+
+    def _c(self, tables, field: str, array: np.ndarray):
+        ptr = _venue_c.ffi.from_buffer("uint8_t[]", array) if len(array) else _venue_c.ffi.NULL
+        setattr(tables, field, ptr)
+        return ptr
+
+    def _reply_datagrams(self, payload: np.ndarray, size: np.ndarray, client: np.ndarray) -> Datagrams:
+        """Packets grouped per client (``size`` bytes each) cut into datagrams of about
+        REPLY_PAYLOAD bytes, each to its client."""
+        self.counts["replies"] += len(size)
+        if len(payload) <= REPLY_PAYLOAD and client[0] == client[-1]:   # the common case: one datagram
+            dst = client[:1]
+            return Datagrams(payload, self._zero_offset, np.array([len(payload)], np.uint32), self.client_ip[dst],
+                             self.client_port[dst], self._order_port[:1], self.client_mac[dst])
         start = np.zeros(len(size), np.int64)
         np.cumsum(size[:-1], out=start[1:])
         new_client = np.ones(len(client), bool)
@@ -431,17 +606,26 @@ class Venue:
         piece = (start - run_start) // REPLY_PAYLOAD
         first = new_client.copy()
         first[1:] |= piece[1:] != piece[:-1]
-        heads = np.flatnonzero(first)
+        heads = _where(first)
         offsets = start[heads]
         lengths = np.diff(np.append(offsets, len(payload))).astype(np.uint32)
         dst = client[heads]
-        self.counts["replies"] += len(rtype)
-        return self.stack.build_udp(Burst(payload, offsets, lengths, np.zeros(len(heads), np.int64)),
-                                    self.client_ip[dst], self.client_port[dst], self.config.order_port,
-                                    self.client_mac[dst])
+        return Datagrams(payload, offsets, lengths, self.client_ip[dst], self.client_port[dst],
+                         np.full(len(dst), self.config.order_port, np.uint16), self.client_mac[dst])
 
-    def _feed(self, events) -> Burst | None:
-        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group."""
+    def _feed_c(self, events) -> Datagrams | None:
+        """``_feed`` in one C call (cffi_build/venue.c)."""
+        if len(self._itch_out) < 46 * len(events):
+            self._itch_out = np.empty(46 * len(events), np.uint8)
+        ffi = _venue_c.ffi
+        written = _venue_c.lib.venue_itch(ffi.from_buffer(events), len(events), self._tables,
+                                          ffi.from_buffer("uint8_t[]", self._itch_out, require_writable=True),
+                                          self._n_msgs)
+        return self._feed_datagrams(self._itch_out[:written]) if self._n_msgs[0] else None
+
+    def _feed(self, events) -> Datagrams | None:
+        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group
+        (numpy reference of ``_feed_c``)."""
         e = events[_BOOK_KINDS[events["kind"]]]
         if not len(e):
             return None
@@ -450,17 +634,17 @@ class Venue:
         order["type"] = kinds
         messages = {}
         ts = e["ts"] % np.uint64(NS_PER_DAY)
-        for code in np.unique(kinds).tolist():
-            sel = np.flatnonzero(kinds == code)
+        for code in sorted(set(kinds.tolist())):
+            sel = _where(kinds == code)
             order["index"][sel] = np.arange(len(sel))
             r, t = e[sel], chr(code)
             m = itch.new_array(t, len(sel))
             m["stock_locate"] = r["symbol"]
-            itch.set_timestamps(m, ts[sel])
+            m["timestamp"]["high"], m["timestamp"]["low"] = ts[sel] >> np.uint64(32), ts[sel]   # low: truncated
             price = r["price"].astype(np.int64) * self.tick[r["symbol"]]
             if t in "AP":
                 m["order_reference_number"] = r["ref"]
-                m["buy_sell_indicator"] = np.where(r["side"] == Side.BUY, b"B", b"S")
+                m["buy_sell_indicator"] = np.where(r["side"] == _BUY, b"B", b"S")
                 m["shares"], m["stock"], m["price"] = r["qty"], self.names[r["symbol"]], price
                 if t == "P":
                     m["match_number"] = r["match"]
@@ -474,22 +658,41 @@ class Venue:
                 m["original_order_reference_number"], m["new_order_reference_number"] = r["other_ref"], r["ref"]
                 m["shares"], m["price"] = r["qty"], price
             messages[t] = m
-        return self._feed_frames(itch.encode(itch.ItchBatch(messages={**messages}, order=order)))
+        return self._feed_datagrams(itch.encode(itch.ItchBatch(messages=messages, order=order)))
 
-    def _feed_frames(self, stream: bytes) -> Burst:
+    def _feed_datagrams(self, stream: bytes | np.ndarray) -> Datagrams:
         cfg = self.config
         packed = moldudp64.pack_stream(cfg.feed_session, self.feed_seq, stream, cfg.feed_max_payload)
         self.feed_seq += int(packed.count.sum())
         self.counts["feed_messages"] += int(packed.count.sum())
         self._feed_last = time.monotonic()
-        payloads = Burst(np.frombuffer(packed.data, np.uint8), packed.offset, packed.length,
-                         np.zeros(len(packed), np.int64))
-        return self.stack.build_udp(payloads, ip_int(cfg.feed_group), cfg.feed_port, cfg.feed_port)
+        n = len(packed)
+        if n > len(self._feed_ip):
+            self._feed_ip = np.full(n, ip_int(cfg.feed_group), np.uint32)
+            self._feed_port = np.full(n, cfg.feed_port, np.uint16)
+            self._feed_mac = np.tile(multicast_mac_array(cfg.feed_group), (n, 1))
+        return Datagrams(np.frombuffer(packed.data, np.uint8), packed.offset, packed.length,
+                         self._feed_ip[:n], self._feed_port[:n], self._feed_port[:n], self._feed_mac[:n])
+
+    def _frames(self, parts: list[Datagrams | None]) -> Burst | None:
+        """Ethernet frames for all ``parts`` in one build call."""
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            d = parts[0]
+        else:
+            sizes = [len(p.payload) for p in parts]
+            shift = np.repeat(np.cumsum([0] + sizes[:-1]), [len(p.offsets) for p in parts])
+            d = Datagrams(*(np.concatenate(cols) for cols in zip(*parts)))
+            d = d._replace(offsets=d.offsets + shift)
+        return self.stack.build_udp(Burst(d.payload, d.offsets, d.lengths, np.zeros(len(d.offsets), np.int64)),
+                                    d.dst_ip, d.dst_port, d.src_port, d.dst_mac)
 
     def _send_feed(self, data: bytes, blocks: bool = False) -> None:
         """Send ITCH blocks (``blocks``) or one ready MoldUDP64 datagram to the group."""
         if blocks:
-            self._tx(self._feed_frames(data))
+            self._tx(self._frames([self._feed_datagrams(data)]))
             return
         self._feed_last = time.monotonic()
         cfg = self.config
@@ -497,7 +700,7 @@ class Venue:
 
     def _send_feed_start(self) -> None:
         """Start of messages and one stock directory entry per symbol."""
-        now = ns_since_midnight(time.time_ns())
+        now = ns_since_midnight(self.now_ns())
         start = itch.new_array("S", 1)
         start["event_code"] = b"O"
         itch.set_timestamps(start, now)
@@ -518,15 +721,25 @@ class Venue:
     # -- inspection ----------------------------------------------------------------------
     def counters(self) -> dict:
         """Everything counted so far (see the module docstring for how they add up)."""
-        return {**self.counts, "stack": self.stack.counters(), "message_drops": dict(self.drops),
+        port_drops = self._port_drops if self.closed else dict(self.port.stats().drops)
+        return {**self.counts, "port_drops": port_drops, "stack": self.stack.counters(),
+                "message_drops": dict(self.drops),
                 "rejects": dict(self.rejects), "feed_next_seq": self.feed_seq, "live_orders": self.book.live}
 
 
-def _in_len(types: np.ndarray) -> np.ndarray:
-    table = np.zeros(256, np.int64)
-    for t, s in ouch.INBOUND.items():
-        table[ord(t)] = s.length
-    return table[types]
+def multicast_mac_array(group: str) -> np.ndarray:
+    return np.frombuffer(multicast_mac(group), np.uint8)
+
+
+def _load_c():
+    try:
+        from engine import _venue
+    except ImportError:   # not built: the numpy path serves (run `make native`)
+        return None
+    return _venue
+
+
+_venue_c = _load_c()
 
 
 def _reason_name(code: int) -> str:

@@ -2,9 +2,9 @@
 
 Order entry is OUCH 4.2 over UDP: every datagram to ``order_port`` on the venue's address
 carries one or more SoupBinTCP 'U' (unsequenced data) packets, each holding exactly one
-OUCH inbound message. A client is its source IP:port together with the OUCH Firm field
-of its Enter Order messages; replies go back unicast to that source IP:port as SoupBinTCP
-'S' (sequenced data) packets, several per datagram. The market-data feed is ITCH 5.0 in
+OUCH inbound message. A client is its source IP:port (its order tokens are its own);
+the OUCH Firm of its Enter Orders must be one of ``firms``; replies go back unicast to
+that source IP:port as SoupBinTCP 'S' (sequenced data) packets, several per datagram. The market-data feed is ITCH 5.0 in
 MoldUDP64 to ``feed_group:feed_port``, session ``feed_session``, at most
 ``feed_max_payload`` bytes of MoldUDP64 payload per datagram.
 
@@ -56,10 +56,11 @@ DEFAULT_SYMBOLS: tuple[Symbol, ...] = (
 class VenueConfig:
     """Everything a venue and its load generator must agree on (defaults = the house ones).
 
-    ``firms`` lists the OUCH Firm identifiers the venue accepts, in client-id order
-    (client id = index + 1; id 0 is never a client). ``limits`` names a risk limits TOML
-    (``engine/limits.example.toml`` format, symbols by stock locate, clients by id);
-    none means no pre-trade limits. ``pool_size`` and ``band_ticks`` size the books.
+    ``firms`` lists the OUCH Firm identifiers the venue accepts on Enter Order (others
+    are rejected). ``limits`` names a risk limits TOML (``engine/limits.example.toml``
+    format: symbols by stock locate, clients by the venue's client id, 1.. in order of
+    first appearance); none means no pre-trade limits. ``pool_size`` and ``band_ticks``
+    size the books.
     """
 
     symbols: tuple[Symbol, ...] = DEFAULT_SYMBOLS

@@ -440,6 +440,4 @@ def _read_pcap(path: str) -> list[bytes]:
     with PcapPort(path) as src:
         while len(burst := src.rx_burst(256)):
             frames += burst.to_bytes()
-            if getattr(src, "exhausted", False) and not len(burst):
-                break
     return frames

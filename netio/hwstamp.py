@@ -138,6 +138,19 @@ def read_tx_stamps(sock: socket.socket) -> list[tuple[int, int, TimestampSource]
             stamps.append((ident, ns, source))
 
 
+def xdp_tx_timestamp_support(iface: str) -> str | None:
+    """Whether AF_XDP TX metadata (XDP_TXMD_FLAGS_TIMESTAMP, Linux 6.8+) can stamp frames
+    sent on ``iface``. None when it can, else why not."""
+    btf = Path("/sys/kernel/btf/vmlinux")
+    if not btf.exists() or b"xsk_tx_metadata" not in btf.read_bytes():
+        return ("this kernel has no AF_XDP TX metadata (Linux 6.8 or newer has it): TX is stamped at "
+                "submit time with the TSC instead")
+    if "tx-hardware" not in ts_info(iface).capabilities:
+        return (f"{iface} stamps no sent frames in hardware (ethtool -T {iface}): TX is stamped at submit "
+                "time with the TSC instead")
+    return None
+
+
 def xdp_rx_timestamp_support(iface: str) -> str | None:
     """Whether an XDP program can read RX timestamps on ``iface`` through the
     bpf_xdp_metadata_rx_timestamp kfunc. None when it can, else why not."""

@@ -292,11 +292,31 @@ def test_bad_options_are_refused_with_a_sentence(options, message):
         open_dpdk("net_ring5", **options)
 
 
+def test_eal_arguments_given_by_the_caller_win_over_the_defaults():
+    args, prefix = dpdk._eal_args("-l 1 --file-prefix=mine -m 64", 256, None, None, None, False)
+    assert prefix == "mine" and "--no-huge" not in args and not any(a.startswith("--lcores") for a in args)
+    assert args[-5:] == ["-l", "1", "--file-prefix=mine", "-m", "64"] and "--no-pci" in args
+    args, prefix = dpdk._eal_args("", 128, "p", None, None, True)
+    assert prefix == "p" and "--no-pci" not in args and "--no-huge" not in args, "PCI: hugepages, PCI bus on"
+    args, _ = dpdk._eal_args("", 128, "p", "3", None, False)
+    assert args[args.index("-m") + 1] == "128" and args[args.index("-l") + 1] == "3"
+
+
 def test_a_second_set_of_eal_options_in_one_process_is_refused():
     with open_dpdk("net_ring6"):
         pass
     with pytest.raises(PortError, match="already running in this process.*cannot be restarted"):
         dpdk.DpdkPort("net_ring7", file_prefix="another-prefix")
+
+
+def test_a_pool_larger_than_eal_memory_is_unavailable_and_says_what_to_raise():
+    with pytest.raises(PortUnavailable, match="could not make a pool of 400000 mbufs.*memory_mb"):
+        open_dpdk("net_ring8", mempool_size=400_000)
+
+
+def test_a_pci_address_needs_an_eal_started_with_the_pci_bus():
+    with pytest.raises(PortError, match="0000:00:1f.0 is a PCI device but this process's EAL was started without"):
+        open_dpdk("00:1f.0")
 
 
 def test_an_unknown_device_spec_is_refused_with_what_dpdk_said():

@@ -115,8 +115,9 @@ def _mold(seq: int, msgs: list[bytes], session="BAD") -> bytes:
 
 
 def _msgs(n: int, seed: int) -> list[bytes]:
+    """``n`` ITCH messages of assorted types with random field bytes."""
     batch = itch.decode(every_type_stream(1, seed))
-    return [m for m in (bytes(batch.messages[chr(o["type"])][o["index"]].tobytes()) for o in batch.order)][:n]
+    return [batch.messages[chr(o["type"])][o["index"]].tobytes() for o in batch.order][:n]
 
 
 def corrupt_feed(config: FeedConfig) -> tuple[list[bytes], list[str]]:

@@ -30,6 +30,7 @@ def test_hardware_stamping_refusal_says_what_happens_instead():
 
 def test_xdp_metadata_timestamps_unavailable_without_hardware_stamps():
     assert "poll time instead" in hwstamp.xdp_rx_timestamp_support("lo")
+    assert "submit time with the TSC instead" in hwstamp.xdp_tx_timestamp_support("lo")
 
 
 def test_tx_stamps_come_from_the_error_queue_numbered_per_send():

@@ -34,30 +34,34 @@ def _free_udp_port() -> int:
 
 
 class FakeVenue(threading.Thread):
-    """One-client OUCH venue over UDP with an ITCH feed; ``faults`` script the misbehaviour:
+    """An OUCH venue over UDP (a client per source address) with an ITCH feed; ``faults``
+    script the misbehaviour:
 
     drop=("A", n)      drop the n-th Accepted          dup=("E", n)  send the n-th Execution twice
     invent=n           after the n-th reply, an Execution for a token nobody sent
     overfill=n         the n-th Execution (taker side) reports 100 shares more than were open
     feed_skip=n        the n-th feed packet is never sent (its sequence numbers are lost)
+    hide_delete=n      the n-th ITCH Order Delete is never published (the sequence stays whole)
     stall=(n, s)       before request n, stop reading for s seconds
     """
 
-    def __init__(self, feed_port: int, **faults):
+    def __init__(self, feed_port: int, feed_host: str = GROUP, **faults):
         super().__init__(daemon=True)
         self.faults = faults
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A Python venue sharing the GIL with the load generator falls behind in bursts: room for them.
+        self.sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF), 8 << 20)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.02)
         self.address = "%s:%d" % self.sock.getsockname()
         self.feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
         self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        self.feed_to = (GROUP, feed_port)
+        self.feed_to = (feed_host, feed_port)
         self.stop = threading.Event()
         self.book = {(s.name, side): [] for s in SYMBOLS for side in "BS"}   # resting orders, time order
-        self.orders: dict[bytes, dict] = {}
-        self.ref = self.match = self.requests = self.feed_packets = 0
+        self.orders: dict[tuple, dict] = {}   # (client address, token) -> order
+        self.ref = self.match = self.requests = self.feed_packets = self.deletes = 0
         self.sequence = 1
         self.seen = Counter()
 
@@ -67,56 +71,57 @@ class FakeVenue(threading.Thread):
                 data, peer = self.sock.recvfrom(65536)
             except socket.timeout:
                 continue
-            replies, feed = [], []
+            replies, feed = [], []   # replies: (client address, message)
             for packet in soupbintcp.decode_all(data):
                 stall = self.faults.get("stall")
                 if stall and self.requests == stall[0]:
                     time.sleep(stall[1])
                 self.requests += 1
-                self.handle(ouch.unpack(packet.payload, "in"), replies, feed)
-            if replies:
-                self.sock.sendto(b"".join(soupbintcp.sequenced(m) for m in replies), peer)
+                self.handle(ouch.unpack(packet.payload, "in"), peer, replies, feed)
+            for to in dict.fromkeys(to for to, _ in replies):   # one datagram per client, in order
+                self.sock.sendto(b"".join(soupbintcp.sequenced(m) for t, m in replies if t == to), to)
             if feed:
                 self.feed_packets += 1
                 if self.faults.get("feed_skip") != self.feed_packets:
                     self.feed.sendto(moldudp64.encode(SESSION, self.sequence, feed), self.feed_to)
                 self.sequence += len(feed)
 
-    def reply(self, replies: list, msg: str, **fields) -> None:
-        kind = ouch.OUTBOUND[msg].name if len(msg) == 1 else msg
-        t = ouch.spec(kind).type
+    def reply(self, replies: list, to, msg: str, **fields) -> None:
+        t = ouch.spec(msg).type
         self.seen[t] += 1
         n = self.seen[t]
-        body = ouch.pack(kind, timestamp=time.time_ns() % 86_400_000_000_000, **fields)
+        body = ouch.pack(msg, timestamp=time.time_ns() % 86_400_000_000_000, **fields)
         if self.faults.get("drop") == (t, n):
             return
-        replies.append(body)
+        replies.append((to, body))
         if self.faults.get("dup") == (t, n):
-            replies.append(body)
+            replies.append((to, body))
         if self.faults.get("invent") == sum(self.seen.values()):
-            replies.append(ouch.pack("executed", timestamp=1, order_token="99999999999999", executed_shares=100,
-                                     execution_price=1_900_000, liquidity_flag="R", match_number=10**9))
+            replies.append((to, ouch.pack("executed", timestamp=1, order_token="99999999999999", executed_shares=100,
+                                          execution_price=1_900_000, liquidity_flag="R", match_number=10**9)))
 
-    def handle(self, m: dict, replies: list, feed: list) -> None:
+    def handle(self, m: dict, peer, replies: list, feed: list) -> None:
         if m["type"] == "O":
-            self.enter(m, replies, feed)
+            self.enter(m, peer, replies, feed)
         elif m["type"] == "X":
-            o = self.orders.get(m["order_token"])
+            o = self.orders.get((peer, m["order_token"]))
             if o and o["open"] and o["resting"]:
-                self.reply(replies, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="U")
-                feed.append(itch.pack("D", stock_locate=o["locate"], order_reference_number=o["ref"]))
+                self.reply(replies, peer, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="U")
+                self.deletes += 1
+                if self.faults.get("hide_delete") != self.deletes:
+                    feed.append(itch.pack("D", stock_locate=o["locate"], order_reference_number=o["ref"]))
                 self.book[o["stock"], o["side"]].remove(o)
                 o["open"] = 0
         elif m["type"] == "U":
-            o = self.orders.get(m["existing_order_token"])
+            o = self.orders.get((peer, m["existing_order_token"]))
             if o and o["open"] and o["resting"]:
                 self.book[o["stock"], o["side"]].remove(o)
                 self.ref += 1
                 new = dict(o, token=m["replacement_order_token"], ref=self.ref, open=m["shares"], price=m["price"])
                 o["open"] = 0
-                self.orders[new["token"]] = new
+                self.orders[peer, new["token"]] = new
                 self.book[new["stock"], new["side"]].append(new)
-                self.reply(replies, "replaced", replacement_order_token=new["token"], buy_sell_indicator=new["side"],
+                self.reply(replies, peer, "replaced", replacement_order_token=new["token"], buy_sell_indicator=new["side"],
                            shares=new["open"], stock=new["stock"], price=new["price"], time_in_force=99999,
                            firm="LOAD", display="Y", order_reference_number=new["ref"], capacity="P",
                            intermarket_sweep_eligibility="N", minimum_quantity=0, cross_type="N", order_state="L",
@@ -124,13 +129,13 @@ class FakeVenue(threading.Thread):
                 feed.append(itch.pack("U", stock_locate=o["locate"], original_order_reference_number=o["ref"],
                                       new_order_reference_number=new["ref"], shares=new["open"], price=new["price"]))
 
-    def enter(self, m: dict, replies: list, feed: list) -> None:
+    def enter(self, m: dict, peer, replies: list, feed: list) -> None:
         self.ref += 1
         side, stock, limit = m["buy_sell_indicator"], m["stock"], m["price"]
         o = dict(token=m["order_token"], ref=self.ref, side=side, stock=stock, price=limit, open=m["shares"],
-                 locate=[s.name for s in SYMBOLS].index(stock), resting=False)
-        self.orders[o["token"]] = o
-        self.reply(replies, "accepted", order_token=o["token"], buy_sell_indicator=side, shares=m["shares"],
+                 locate=[s.name for s in SYMBOLS].index(stock), resting=False, peer=peer)
+        self.orders[peer, o["token"]] = o
+        self.reply(replies, peer, "accepted", order_token=o["token"], buy_sell_indicator=side, shares=m["shares"],
                    stock=stock, price=limit, time_in_force=m["time_in_force"], firm=m["firm"], display="Y",
                    order_reference_number=o["ref"], capacity="P", intermarket_sweep_eligibility="N",
                    minimum_quantity=0, cross_type="N", order_state="L", bbo_weight_indicator=" ")
@@ -144,9 +149,9 @@ class FakeVenue(threading.Thread):
             q = min(o["open"], maker["open"])
             self.match += 1
             reported = o["open"] + 100 if self.faults.get("overfill") == self.seen["E"] + 1 else q
-            self.reply(replies, "executed", order_token=o["token"], executed_shares=reported,
+            self.reply(replies, peer, "executed", order_token=o["token"], executed_shares=reported,
                        execution_price=best, liquidity_flag="R", match_number=self.match)
-            self.reply(replies, "executed", order_token=maker["token"], executed_shares=q,
+            self.reply(replies, maker["peer"], "executed", order_token=maker["token"], executed_shares=q,
                        execution_price=best, liquidity_flag="A", match_number=self.match)
             feed.append(itch.pack("E", stock_locate=o["locate"], order_reference_number=maker["ref"],
                                   executed_shares=q, match_number=self.match))
@@ -155,7 +160,7 @@ class FakeVenue(threading.Thread):
             if not maker["open"]:
                 opposite.remove(maker)
         if o["open"] and m["time_in_force"] == 0:
-            self.reply(replies, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="I")
+            self.reply(replies, peer, "canceled", order_token=o["token"], decrement_shares=o["open"], reason="I")
             o["open"] = 0
         elif o["open"]:
             o["resting"] = True
@@ -170,13 +175,14 @@ class FakeVenue(threading.Thread):
         self.feed.close()
 
 
-def _run(tmp_path=None, rate=2000.0, duration=1.0, **faults) -> loadgen.Summary:
+def _run(tmp_path=None, rate=2000.0, duration=1.0, unicast=False, clients=1, **faults) -> loadgen.Summary:
     feed_port = _free_udp_port()
-    venue = FakeVenue(feed_port, **faults)
+    venue = FakeVenue(feed_port, "127.0.0.1" if unicast else GROUP, **faults)
     venue.start()
     try:
         cfg = loadgen.LoadConfig(venue=venue.address, bind="127.0.0.1:0", rate=rate, duration=duration,
-                                 symbols=SYMBOLS, feed_group=GROUP, feed_port=feed_port, feed_iface="127.0.0.1",
+                                 clients=clients, symbols=SYMBOLS, feed_group=None if unicast else GROUP, feed_port=feed_port,
+                                 feed_bind=f"127.0.0.1:{feed_port}" if unicast else None, feed_iface="127.0.0.1",
                                  feed_session=SESSION, drain=0.3, seed=7,
                                  hlog=str(tmp_path / "rtt.hlog") if tmp_path else None)
         return loadgen.run(cfg)
@@ -199,6 +205,7 @@ def test_clean_run_passes_every_check(clean):
     assert s.fills > 0 and s.cancels.get("immediate_or_cancel", 0) > 0 and s.cancels.get("user_requested", 0) > 0
     assert s.feed_gaps == 0 and s.feed_messages > 0 and s.feed_errors == {}
     assert 0 < s.rtt_ns["p50"] <= s.rtt_ns["p99"] <= s.rtt_ns["max"]
+    assert json.loads(json.dumps(s.to_dict()))["passed"] is True
 
 
 def test_hlog_is_an_open_loop_roundtrip_log_hdrh_can_decode(clean):
@@ -212,6 +219,19 @@ def test_hlog_is_an_open_loop_roundtrip_log_hdrh_can_decode(clean):
     assert total == s.answered
     run = read_run([path / "rtt.hlog"])   # and the report CLI reads it as the client's stage
     assert run.source == "open-loop" and run.histograms["RoundTrip"].get_total_count() == s.answered
+
+
+def test_the_feed_can_come_unicast():
+    s = _run(unicast=True, duration=0.5)
+    assert s.passed, s.text()
+    assert s.feed_messages > 0 and s.fills > 0
+
+
+def test_several_clients_trade_with_each_other_and_every_check_holds():
+    """Each client is its own venue session; a maker's fill goes to the maker's socket."""
+    s = _run(clients=3, duration=0.5)
+    assert s.passed, s.text()
+    assert s.fills > 0 and s.answered + s.silent == 1000
 
 
 def test_a_lost_reply_is_detected():
@@ -240,6 +260,11 @@ def test_a_feed_gap_is_detected():
     s = _run(feed_skip=20)
     assert s.feed_gaps == 1 and s.feed_missing >= 1 and not s.passed
     assert s.lost == {} and s.unexpected == {}   # the order entry side was fine
+
+
+def test_an_order_canceled_but_left_on_the_feed_is_detected():
+    s = _run(hide_delete=10)
+    assert s.feed_errors == {"cancel missing": 1} and s.feed_gaps == 0 and not s.passed
 
 
 def test_round_trip_runs_from_the_intended_send_time():
@@ -273,6 +298,18 @@ def test_schedule_is_fixed_in_advance_and_encodes_every_request():
     assert set(loadgen.token_ids(x["order_token"]) - sched.token_base) == set(sched.target[sched.kind == ord("X")])
 
 
+def test_each_clients_requests_lie_back_to_back_in_send_order():
+    """So a run of one client's due requests goes out as one slice of the encoded buffer."""
+    sched = loadgen.build_schedule(loadgen.LoadConfig(rate=3000, duration=1.0, symbols=SYMBOLS, clients=3))
+    follow = sched.kind != loadgen.ENTER
+    assert (sched.client[follow] == sched.client[sched.target[follow]]).all()   # follow-ups from the order's socket
+    for c in range(3):
+        mine = np.flatnonzero(sched.client == c)
+        assert (sched.start[mine[1:]] == sched.end[mine[:-1]]).all()
+        dec = ouch.decode_inbound(sched.wire[sched.start[mine[0]]:sched.end[mine[-1]]], final=True)
+        assert dec.order_type.tobytes() == sched.kind[mine].tobytes()
+
+
 def test_cli_prints_json_and_exits_by_the_checks(capsys):
     feed_port = _free_udp_port()
     venue = FakeVenue(feed_port, drop=("A", 5))
@@ -287,3 +324,39 @@ def test_cli_prints_json_and_exits_by_the_checks(capsys):
     assert code == 1 and out["passed"] is False and out["lost"] == {"enter": 1}
     assert out["sent"]["enter"] > 0 and "p99.9" in out["rtt_ns"]
     assert loadgen.main(["--rate", "-1"]) == 2
+
+
+def test_replies_mixed_with_heartbeats_still_map_to_their_datagrams():
+    """Non-data SoupBinTCP packets (a heartbeat, an end of session) leave every OUCH reply
+    tied to the datagram, hence the receive stamp, it came in; the odd packet is noted."""
+    accepted = ouch.pack("rejected", timestamp=1, order_token="00000000000001", reason="X")
+    canceled = ouch.pack("canceled", timestamp=2, order_token="00000000000002", decrement_shares=100, reason="U")
+    datagrams = [soupbintcp.server_heartbeat() + soupbintcp.sequenced(accepted),
+                 soupbintcp.sequenced(canceled) + soupbintcp.end_of_session()]
+    buf = b"".join(datagrams)
+    offsets = np.array([0, len(datagrams[0])])
+    lengths = np.array([len(d) for d in datagrams])
+    notes = Counter()
+    dec, where = loadgen.decode_replies(buf, offsets, lengths, notes)
+    assert dec.order_type.tobytes() == b"JC" and where.tolist() == [0, 1]
+    assert notes == {"SoupBinTCP 'Z' packet": 1}
+
+
+def test_a_stopped_run_checks_what_it_sent():
+    """Stopping mid-run (SIGINT/SIGTERM in the CLI) ends the sending, drains, and checks only
+    the requests that went out: none of the unsent ones counts as lost."""
+    feed_port = _free_udp_port()
+    venue = FakeVenue(feed_port)
+    venue.start()
+    stop = threading.Event()
+    threading.Timer(0.4, stop.set).start()
+    try:
+        cfg = loadgen.LoadConfig(venue=venue.address, bind="127.0.0.1:0", rate=1000, duration=5, symbols=SYMBOLS,
+                                 feed_group=GROUP, feed_port=feed_port, feed_iface="127.0.0.1",
+                                 feed_session=SESSION, drain=0.2)
+        s = loadgen.run(cfg, stop)
+    finally:
+        venue.close()
+    assert s.planned == 5000 and 100 < sum(s.sent.values()) < 2000
+    assert s.passed, s.text()
+    assert "STOPPED EARLY" in s.text()

@@ -24,7 +24,7 @@ from engine.matching import Matcher
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
 from netio.port import Burst, Port, PortInfo, PortStats
-from netio.stack import Stack, ip_int
+from netio.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 VENUE_IP, VENUE_MAC = "10.9.0.10", "02:00:00:00:00:0a"
@@ -101,6 +101,12 @@ def split_output(frames: list[bytes], client_stack: Stack):
     return replies, feed, seqs
 
 
+def empty_book() -> Book:
+    """A book like the default venue's, to replay its journal into."""
+    cfg = VenueConfig()
+    return Book(len(cfg.symbols), cfg.pool_size, cfg.band_ticks, ref_price=[s.reference // s.tick for s in cfg.symbols])
+
+
 @pytest.fixture
 def memory_venue():
     port = MemoryPort()
@@ -140,15 +146,16 @@ def test_rejects_carry_the_ouch_code_and_every_message_is_counted_even_unanswere
     c = Client("10.9.0.3", 40003)
     bad_tick = enter("T1", "B", 100, "AAPL", 1_900_050)         # not a multiple of the tick
     unknown = enter("T2", "B", 100, "ZZZZ", 1_000_000)
+    stranger = enter("T3", "B", 100, "AAPL", 1_900_000, firm="XXXX")
     cancel_unknown = dict(type="X", order_token="NOPE", shares=0)
-    port.inbox.append(c.frame(datagram(bad_tick, unknown, cancel_unknown) + b"\x00\x05Ujunk"))
+    port.inbox.append(c.frame(datagram(bad_tick, unknown, stranger, cancel_unknown) + b"\x00\x05Ujunk"))
     venue.poll()
     replies, _, _ = split_output(port.sent, c.stack)
     assert [(r["type"], r["order_token"], r["reason"]) for r in replies] == [
-        ("J", "T1", "X"), ("J", "T2", "S")]     # OUCH 4.2: no answer to a cancel of no live order
+        ("J", "T1", "X"), ("J", "T2", "S"), ("J", "T3", "O")]   # OUCH 4.2: no answer to a cancel of no live order
     counts = venue.counters()
-    assert counts["messages"] == 3 and counts["message_drops"] == {"unknown_message_type": 1}
-    assert counts["rejects"] == {"invalid_price": 1, "unknown_symbol": 1, "unknown_token": 1}
+    assert counts["messages"] == 4 and counts["message_drops"] == {"unknown_message_type": 1}
+    assert counts["rejects"] == {"invalid_price": 1, "unknown_symbol": 1, "risk_other": 1, "unknown_token": 1}
     assert counts["stack"]["received"] == counts["rx_frames"] == 1
 
 
@@ -185,8 +192,7 @@ def test_a_journal_replays_to_the_venues_book(tmp_path):
         pass
     final = venue.book.state_hash()
     venue.close()
-    book = Book(8, VenueConfig().pool_size, VenueConfig().band_ticks,
-                ref_price=[s.reference // s.tick for s in VenueConfig().symbols])
+    book = empty_book()
     journal.replay(path, Matcher(book).run, COMMAND_DTYPE)
     assert book.state_hash() == final
 
@@ -195,7 +201,7 @@ def test_a_journal_replays_to_the_venues_book(tmp_path):
 # End to end: netio-run on a veth pair, a scripted client in the namespace
 
 CLIENT_SCRIPT = r'''
-import json, socket, struct, sys, time
+import json, socket, sys, time
 from engine import ouch, moldudp64, itch
 venue_ip, local_ip, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -273,25 +279,33 @@ def venue_address(v) -> str:
 
 
 def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subprocess.Popen:
+    extra = ["--dpdk-args", f"--no-huge -m 256 --file-prefix vnue{os.getpid()}"] if backend == "dpdk" else []
     return subprocess.Popen(
         [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", backend, "--ip", venue_address(v),
          "--journal", str(tmp_path / "venue.jnl"), "--hlog", str(tmp_path / "venue.hlog"),
-         "--duration", str(duration), "--final-state", str(tmp_path / "final.json")],
+         "--duration", str(duration), "--final-state", str(tmp_path / "final.json"), *extra],
         cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
-@pytest.mark.parametrize("backend", ["xdp", "socket"])
+@pytest.mark.parametrize("backend", ["xdp", "socket", "dpdk"])
 @pytest.mark.timeout(90)
 def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth, backend, tmp_path):
-    from netio.netns import leftovers
     n = 60
     venue = start_venue(veth, backend, tmp_path)
     try:
+        started = [venue.stderr.readline()]
+        while started[-1] and not started[-1].startswith("netio-run: venue at"):
+            started.append(venue.stderr.readline())
+        if venue.poll() is not None and venue.wait() == 3 and backend == "dpdk":
+            pytest.skip("DPDK cannot open a port here: " + "".join(started))
+        assert started[-1], "".join(started)
         out = veth.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(veth), veth.ns_ip, str(n)],
                        cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert out.returncode == 0, out.stderr
         got = json.loads(out.stdout)
+        status = venue.stderr.readline()        # a status line comes every second
+        assert "orders/s" in status and "fills" in status and "drops" in status, status
         venue.send_signal(signal.SIGTERM)
         _, err = venue.communicate(timeout=20)
     finally:
@@ -310,7 +324,163 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
     assert iface.xdp_programs(veth.host_if) == []
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["counters"]["stack"]["received"] == final["counters"]["rx_frames"]
-    book = Book(8, VenueConfig().pool_size, VenueConfig().band_ticks,
-                ref_price=[s.reference // s.tick for s in VenueConfig().symbols])
+    book = empty_book()
     journal.replay(tmp_path / "venue.jnl", Matcher(book).run, COMMAND_DTYPE)
     assert book.state_hash() == final["book_hash"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_sigterm_mid_demo_leaves_no_namespace_veth_or_xdp_program_and_a_journal_that_replays(tmp_path):
+    from netio.netns import leftovers
+    demo = subprocess.Popen([sys.executable, "-m", "tools.run", "--demo", "--duration", "30", "--rate", "2000",
+                             "--journal", str(tmp_path / "demo.jnl"), "--final-state", str(tmp_path / "final.json")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(line.startswith("netio-run --demo: xdp on")
+                                                  or line.startswith("netio-run --demo: socket on")
+                                                  for line in [demo.stderr.readline()]):
+            pass
+        time.sleep(3)                       # orders flowing
+        demo.send_signal(signal.SIGTERM)
+        out, err = demo.communicate(timeout=40)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 143, err
+    assert leftovers(f"demo{demo.pid:x}x") == []
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["counters"]["commands"] > 0
+    book = empty_book()
+    journal.replay(tmp_path / "demo.jnl", Matcher(book).run, COMMAND_DTYPE)
+    assert book.state_hash() == final["book_hash"]
+    assert "per-stage latency breakdown" in out
+
+
+def test_the_example_venue_toml_loads_and_states_the_house_defaults():
+    assert VenueConfig.load(ROOT / "engine" / "venue.example.toml") == VenueConfig()
+
+
+def test_a_venue_toml_with_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "v.toml").write_text("order_prot = 1\n")
+    with pytest.raises(ValueError, match="order_prot"):
+        VenueConfig.load(tmp_path / "v.toml")
+
+
+def test_netio_run_exit_status_says_usage_error_or_port_that_cannot_open():
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tools.run", *a], cwd=ROOT, capture_output=True, text=True)
+    assert run("--ip", "10.0.0.1").returncode == 2                       # no --iface
+    assert run("--backend", "nope", "--iface", "x", "--ip", "10.0.0.1").returncode == 2
+    refused = run("--iface", "vnuenosuch0", "--ip", "10.0.0.1", "--backend", "socket")
+    assert refused.returncode == 3 and "vnuenosuch0" in refused.stderr
+
+
+def test_the_c_stages_make_exactly_the_commands_and_frames_of_their_numpy_reference(tmp_path):
+    """Random flow from three clients (enters, crosses, IOCs, replaces, cancels, unknown
+    tokens): impl="c" journals the same commands and sends the same frames, byte for
+    byte, as impl="numpy"."""
+    rng = np.random.default_rng(11)
+    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
+    frames, live = [], {i: [] for i in range(3)}
+    for k in range(400):
+        i = int(rng.integers(3))
+        msgs = []
+        for j in range(int(rng.integers(1, 4))):
+            r = rng.random()
+            stock = ["AAPL", "MSFT", "INTC", "ZZZZ"][int(rng.choice(4, p=[0.33, 0.33, 0.31, 0.03]))]
+            ref = {"AAPL": 1_900_000, "MSFT": 4_200_000, "INTC": 300_000, "ZZZZ": 100_000}[stock]
+            if r < 0.6 or not live[i]:
+                tok = f"C{i}K{k}J{j}"
+                msgs.append(enter(tok, "BS"[int(rng.integers(2))], 100 * int(rng.integers(1, 6)), stock,
+                                  ref + 100 * int(rng.integers(-3, 4)) + (50 if rng.random() < 0.05 else 0),
+                                  tif=0 if rng.random() < 0.1 else 99999,
+                                  firm="XXXX" if rng.random() < 0.03 else "FIRM"))
+                live[i].append(tok)
+            elif r < 0.8:
+                old = live[i].pop(int(rng.integers(len(live[i]))))
+                msgs.append(dict(type="X", order_token=old if rng.random() < 0.9 else "GONE", shares=0))
+            else:
+                old = live[i].pop(int(rng.integers(len(live[i]))))
+                new = f"R{i}K{k}J{j}"
+                msgs.append(dict(type="U", existing_order_token=old, replacement_order_token=new,
+                                 shares=100 * int(rng.integers(1, 4)), price=1_900_000 + 100 * int(rng.integers(-3, 4)),
+                                 time_in_force=99999, display="Y", intermarket_sweep_eligibility="N",
+                                 minimum_quantity=0))
+                live[i].append(new)
+        frames.append(clients[i].frame(datagram(*msgs)))
+    sent = {}
+    for impl in ("c", "numpy"):
+        port = MemoryPort()
+        clock = iter(range(10**12, 10**13, 1000))
+        venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), impl=impl, now_ns=lambda: next(clock),
+                      journal=str(tmp_path / f"{impl}.jnl"))
+        assert venue.impl == impl
+        port.inbox = list(frames)
+        while venue.poll():
+            pass
+        venue.close()
+        sent[impl] = port.sent
+        counts = venue.counters()
+    assert counts["fills"] > 20 and counts["replies"] > 1000
+    assert {"unknown_symbol", "invalid_price", "risk_other", "unknown_token"} <= set(counts["rejects"])
+    assert sent["c"] == sent["numpy"]
+    commands = {impl: journal.read(tmp_path / f"{impl}.jnl").records["payload"] for impl in ("c", "numpy")}
+    assert len(commands["c"]) > 700
+    assert all(np.array_equal(commands["c"][f], commands["numpy"][f]) for f in COMMAND_DTYPE.names)
+
+
+def test_sources_beyond_the_client_table_are_dropped_and_counted(memory_venue, monkeypatch):
+    import engine.venue
+    venue, port = memory_venue
+    monkeypatch.setattr(engine.venue, "MAX_CLIENTS", 2)       # room for client 1 only
+    a, b = Client("10.9.0.7", 40007), Client("10.9.0.8", 40008)
+    port.inbox += [a.frame(datagram(enter("A1", "B", 100, "AAPL", 1_900_000))),
+                   b.frame(datagram(enter("B1", "S", 100, "AAPL", 1_900_000), enter("B2", "S", 100, "AAPL", 1_900_000))),
+                   a.frame(datagram(enter("A2", "B", 100, "AAPL", 1_800_000), dict(type="X", order_token="A1", shares=0)))]
+    venue.poll()
+    replies, _, _ = split_output(port.sent, a.stack)
+    assert [(r["type"], r["order_token"]) for r in replies] == [("A", "A1"), ("A", "A2"), ("C", "A1")]
+    assert split_output(port.sent, b.stack)[0] == []
+    counts = venue.counters()
+    assert counts["messages"] == 3 and counts["message_drops"] == {"too_many_clients": 2}
+
+
+def test_pre_trade_limits_from_the_config_reject_with_their_ouch_codes(tmp_path):
+    (tmp_path / "limits.toml").write_text(
+        "[defaults]\nmax_order_qty = 500\n\n[symbols.0]\nreference = \"mid\"\nprice_band_bps = 100\n")
+    (tmp_path / "venue.toml").write_text('limits = "limits.toml"\n')
+    port = MemoryPort()
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig.load(tmp_path / "venue.toml"))
+    c = Client("10.9.0.9", 40009)
+    port.inbox.append(c.frame(datagram(enter("L1", "B", 100, "AAPL", 1_899_000), enter("L2", "S", 100, "AAPL", 1_901_000))))
+    venue.poll()                      # the mid is the book's at the start of a batch: this one's
+    port.inbox.append(c.frame(datagram(enter("L3", "B", 600, "AAPL", 1_900_000),       # over max_order_qty
+                                       enter("L4", "B", 100, "AAPL", 1_800_000))))     # 5 % off the mid
+    venue.poll()
+    venue.close()
+    replies, _, _ = split_output(port.sent, c.stack)
+    assert [(r["type"], r["order_token"]) for r in replies[:2]] == [("A", "L1"), ("A", "L2")]
+    assert [(r["type"], r["order_token"], r["reason"]) for r in replies[2:]] == [("J", "L3", "Z"), ("J", "L4", "X")]
+    assert venue.counters()["rejects"] == {"risk_size": 1, "risk_price_band": 1}
+
+
+def test_netio_run_replays_a_capture_and_records_what_the_venue_sends(tmp_path):
+    from netio.pcap import PcapPort
+    c = Client("10.9.0.11", 40011)
+    with PcapPort(tmp_path / "orders.pcap", mode="w") as capture:
+        capture.tx_burst(Burst.of([c.frame(datagram(enter("P1", "S", 200, "NVDA", 1_200_000))),
+                                   c.frame(datagram(enter("P2", "B", 200, "NVDA", 1_200_000)))]))
+    run = subprocess.run([sys.executable, "-m", "tools.run", "--iface", str(tmp_path / "orders.pcap"), "--backend",
+                          "pcap", "--ip", VENUE_IP, "--mac", VENUE_MAC, "-q"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    with PcapPort(tmp_path / "orders.out.pcap") as sent:
+        frames = []
+        while not sent.exhausted:
+            burst = sent.rx_burst(64)
+            frames += burst.to_bytes()
+            sent.release(burst)
+    replies, feed, _ = split_output(frames, c.stack)
+    assert [(r["type"], r["order_token"]) for r in replies] == [("A", "P1"), ("A", "P2"), ("E", "P2"), ("E", "P1")]
+    assert [m["message_type"] for m in feed if m["message_type"] not in "SR"] == ["A", "E"]

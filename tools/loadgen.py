@@ -18,17 +18,24 @@ as received, with their kernel receive stamps, and checked after the drain:
 * executions consistent: never more shares than open, never through the limit price;
 * feed: MoldUDP64 sequence without gaps; every own execution printed as ITCH E/C/P with
   the same match number, shares and price; every own order that rested added as A/F (or
-  U for a replacement) with its order reference number, side, price and shares.
+  U for a replacement) with its order reference number, side, price and shares, and taken
+  off as D/X when we canceled it.
 
-``run(LoadConfig(...)) -> Summary`` is the API; ``main`` the CLI.
+With ``clients`` > 1 the flow is dealt over several sockets, each a venue session of its
+own, whose orders trade with each other. Round trips go to an HdrHistogram interval log
+(tag ``RoundTrip``, ns, one line per second of intended send time, ``#[Source: open-loop]``
+for netio-report). ``run(LoadConfig(...), stop) -> Summary`` is the API; ``main`` the CLI.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import select
 import socket
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -53,7 +60,8 @@ _MAX_EXAMPLES = 5
 class LoadConfig:
     """One load run. Addresses are "host:port"; the venue defaults come from engine/venue_config.
 
-    The flow: ``rate`` requests/s for ``duration`` s; each Enter is followed, some requests
+    The flow: ``rate`` requests/s for ``duration`` s in all, the Enters dealt round-robin to
+    ``clients`` sockets (an order's follow-ups go from its socket); each Enter is followed, some requests
     later, by a Cancel with probability ``cancel_ratio`` or a Replace with ``replace_ratio``;
     ``ioc_ratio`` of the Enters are immediate-or-cancel. Prices walk around each symbol's
     reference (a random-walk mid), from ``cross_ticks`` through the mid to ``away_ticks``
@@ -61,7 +69,8 @@ class LoadConfig:
     """
 
     venue: str = f"127.0.0.1:{VenueConfig.order_port}"
-    bind: str = "0.0.0.0:0"
+    bind: str = "0.0.0.0:0"         # client c binds port + c (port 0: any free port each)
+    clients: int = 1                # order entry sockets, each a client of the venue; they trade with each other
     firm: str = "LOAD"
     rate: float = 10_000.0
     duration: float = 2.0
@@ -95,6 +104,7 @@ class LoadConfig:
 class Summary:
     """What a run did and found. ``passed`` is False if any check failed (see ``failures``)."""
 
+    planned: int                    # requests in the schedule (more than sent if stopped early)
     sent: dict[str, int]
     datagrams: int
     answered: int
@@ -112,6 +122,7 @@ class Summary:
     feed_gaps: int
     feed_missing: int               # messages in the gaps
     feed_errors: dict[str, int]
+    rx_drops: dict[str, int]        # datagrams the client's own ports dropped, by port and reason
     rtt_ns: dict[str, int]          # count, p50, p99, p99.9, max
     max_send_lag_ns: int
     failures: list[str]
@@ -134,7 +145,8 @@ class Summary:
         r = self.rtt_ns
         lines = [
             f"sent        {sum(self.sent.values())} requests ({', '.join(f'{k} {v}' for k, v in self.sent.items())})"
-            f" in {self.datagrams} datagrams",
+            f" in {self.datagrams} datagrams" + (f"; STOPPED EARLY, {self.planned} planned"
+                                                 if self.planned > sum(self.sent.values()) else ""),
             f"answered    {self.answered}  (silent, order no longer live: {self.silent})",
             f"lost        {sum(self.lost.values())} {_fmt(self.lost)}",
             f"duplicated  {self.duplicated}",
@@ -145,6 +157,7 @@ class Summary:
             f" {_fmt(self.wrong_fills)}",
             f"feed        {self.feed_messages} messages in {self.feed_packets} packets; gaps {self.feed_gaps}"
             f" ({self.feed_missing} messages missing); errors {sum(self.feed_errors.values())} {_fmt(self.feed_errors)}",
+            f"rx drops    {sum(self.rx_drops.values())} {_fmt(self.rx_drops)}",
             f"RTT (ns)    n={r['count']} p50={r['p50']} p99={r['p99']} p99.9={r['p99.9']} max={r['max']}"
             f"  (from intended send times; sender lag max {self.max_send_lag_ns} ns)",
         ]
@@ -163,12 +176,13 @@ def _fmt(counts: dict) -> str:
 
 @dataclasses.dataclass
 class Schedule:
-    """Requests in send order. ``token_id[i]`` is the number in request i's own token
-    (Enter: its order token; Replace: its replacement token; Cancel: -1); ``target[i]``
-    is the request whose order a Cancel/Replace acts on (-1 for an Enter)."""
+    """Requests in send order. Request i's own token spells ``token_base + i`` (an Enter's
+    order token, a Replace's replacement token; a Cancel carries its target's token);
+    ``target[i]`` is the Enter a Cancel/Replace acts on (-1 for an Enter)."""
 
     kind: np.ndarray         # uint8: ord('O' | 'U' | 'X')
     target: np.ndarray       # int64
+    client: np.ndarray       # int64: the socket that sends it (its Enter's)
     symbol: np.ndarray       # int64 index into config.symbols (the target's for follow-ups)
     side: np.ndarray         # S1 b"B" | b"S" (the target's for follow-ups)
     shares: np.ndarray       # int64 (0 for a Cancel: cancel the whole order)
@@ -176,11 +190,18 @@ class Schedule:
     ioc: np.ndarray          # bool
     token_base: int
     intended: np.ndarray     # int64 ns since the run's start
-    wire: bytes              # the SoupBinTCP 'U' packets of every request, back to back
-    offset: np.ndarray       # int64 [n + 1]: request i is wire[offset[i]:offset[i + 1]]
+    wire: bytes              # the SoupBinTCP 'U' packets of every request, client by client
+    start: np.ndarray        # int64: request i is wire[start[i]:end[i]]; a client's requests
+    end: np.ndarray          # lie back to back in send order, so a run of them is one slice
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def head(self, m: int) -> Schedule:
+        """The first `m` requests (a run stopped early checks only what it sent)."""
+        cut = {f: getattr(self, f)[:m] for f in ("kind", "target", "client", "symbol", "side", "shares", "price",
+                                                  "ioc", "intended", "start", "end")}
+        return dataclasses.replace(self, **cut)
 
 
 def tokens(ids: np.ndarray) -> np.ndarray:
@@ -235,6 +256,7 @@ def build_schedule(cfg: LoadConfig) -> Schedule:
     enter_ioc = rng.random(n_enter) < cfg.ioc_ratio
 
     symbol, side = sym[enter_no], np.where(buy, b"B", b"S")[enter_no]
+    client = enter_no % cfg.clients
     ioc = enter_ioc[enter_no] & is_enter
     shares = np.where(kind == CANCEL, 0, np.where(is_enter, enter_shares[enter_no], 100 * rng.integers(1, 11, n)))
     moved = rng.integers(-1, 2, n) * tick[symbol]
@@ -264,12 +286,14 @@ def build_schedule(cfg: LoadConfig) -> Schedule:
                 intermarket_sweep_eligibility=b"N", minimum_quantity=0)
         else:
             messages["X"] = ouch.records("cancel_order", len(sel), order_token=target_token[sel], shares=0)
-    wire = ouch.encode_inbound(messages, (kind, index))
-    offset = np.zeros(n + 1, np.int64)
-    np.cumsum(_packet_lengths(kind), out=offset[1:])
-    assert offset[-1] == len(wire)
+    by_client = np.argsort(client, kind="stable")
+    wire = ouch.encode_inbound(messages, (kind[by_client], index[by_client]))
+    start, end = np.empty(n, np.int64), np.empty(n, np.int64)
+    end[by_client] = np.cumsum(_packet_lengths(kind[by_client]))
+    start[by_client] = end[by_client] - _packet_lengths(kind[by_client])
+    assert not n or end[by_client[-1]] == len(wire)
     intended = np.round(np.arange(n) * (1e9 / cfg.rate)).astype(np.int64)
-    return Schedule(kind, target, symbol, side, shares, price, ioc, token_base, intended, wire, offset)
+    return Schedule(kind, target, client, symbol, side, shares, price, ioc, token_base, intended, wire, start, end)
 
 
 def _packet_lengths(kind: np.ndarray) -> np.ndarray:
@@ -301,12 +325,23 @@ class _Received:
 
     def joined(self) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
         """(buffer, offsets, lengths, stamps) of every datagram."""
-        lengths = np.array([len(c) for c in self.chunks], np.int64)
+        return self.merged([self])
+
+    @staticmethod
+    def merged(stores: list[_Received]) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        """(buffer, offsets, lengths, stamps) of the datagrams of several sockets in one
+        order by receive stamp that keeps each socket's own arrival order (everything about
+        one order goes to one socket, so that is the order that matters)."""
+        chunks = [c for s in stores for c in s.chunks]
+        stamps = [np.concatenate(s.stamps) if s.stamps else np.zeros(0, np.int64) for s in stores]
+        key = np.concatenate([np.maximum.accumulate(t) for t in stamps]) if stamps else np.zeros(0, np.int64)
+        order = np.argsort(key, kind="stable")
+        lengths = np.array([len(chunks[i]) for i in order.tolist()], np.int64)
         offsets = np.zeros(len(lengths), np.int64)
         if len(lengths) > 1:
             np.cumsum(lengths[:-1], out=offsets[1:])
-        stamps = np.concatenate(self.stamps) if self.stamps else np.zeros(0, np.int64)
-        return b"".join(self.chunks), offsets, lengths, stamps
+        stamps = np.concatenate(stamps)[order] if stamps else np.zeros(0, np.int64)
+        return b"".join(chunks[i] for i in order.tolist()), offsets, lengths, stamps
 
 
 def _local_address_towards(host: str) -> str:
@@ -316,51 +351,71 @@ def _local_address_towards(host: str) -> str:
         return s.getsockname()[0]
 
 
-def _open_ports(cfg: LoadConfig) -> tuple[UdpSocketPort, UdpSocketPort | None]:
-    orders = UdpSocketPort(cfg.bind, peer=cfg.venue, rcvbuf=8 << 20)
+# Any UDP datagram fits a slot (a venue may pack many replies into one); the ring is
+# drained and released every loop, so few slots do.
+_RX = dict(slot_size=65536, slots=256, rcvbuf=8 << 20)
+
+
+def _open_ports(cfg: LoadConfig) -> tuple[list[UdpSocketPort], UdpSocketPort | None]:
+    host, _, port = cfg.bind.rpartition(":")
+    orders = []
+    try:
+        for c in range(cfg.clients):
+            orders.append(UdpSocketPort(f"{host}:{int(port) + c if int(port) else 0}", peer=cfg.venue, **_RX))
+    except BaseException:
+        for p in orders:
+            p.close()
+        raise
     if not cfg.feed:
         return orders, None
     try:
         if cfg.feed_group is None:
-            feed = UdpSocketPort(cfg.feed_bind or f"0.0.0.0:{cfg.feed_port}", rcvbuf=8 << 20)
+            feed = UdpSocketPort(cfg.feed_bind or f"0.0.0.0:{cfg.feed_port}", **_RX)
         else:
             iface = cfg.feed_iface or _local_address_towards(cfg.venue.rpartition(":")[0])
             feed = UdpSocketPort(f"{cfg.feed_group}:{cfg.feed_port}", groups=[cfg.feed_group],
-                                 multicast_if=iface, rcvbuf=8 << 20)
+                                 multicast_if=iface, **_RX)
     except BaseException:
-        orders.close()
+        for p in orders:
+            p.close()
         raise
     return orders, feed
 
 
-def _exchange(cfg: LoadConfig, sched: Schedule, orders: UdpSocketPort, feed: UdpSocketPort | None,
-              start_ns: int) -> tuple[_Received, _Received, int, int]:
+def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], feed: UdpSocketPort | None,
+              start_ns: int, stop: threading.Event | None) -> tuple[list[_Received], _Received, int, int, int]:
     """Send every request when due (late ones at once, in order); receive until the drain ends.
+    Once `stop` is set, only what is already due goes out, then the drain begins.
 
-    Returns (replies, feed datagrams, datagrams sent, worst lag of a send behind its schedule).
+    Returns (replies per client, feed datagrams, requests sent, datagrams sent, worst lag
+    of a send behind its schedule). The requests sent are always the first ones.
     """
-    import select
     due_at = start_ns + sched.intended
     wire = np.frombuffer(sched.wire, np.uint8)
-    replies, market = _Received(), _Received()
-    ports = [(orders, replies)] + ([(feed, market)] if feed is not None else [])
+    mine = [np.flatnonzero(sched.client == c) for c in range(len(orders))]   # each client's requests
+    done = [0] * len(orders)                                                  # of which sent
+    replies, market = [_Received() for _ in orders], _Received()
+    ports = list(zip(orders, replies)) + ([(feed, market)] if feed is not None else [])
     fds = [p.fileno() for p, _ in ports]
-    n, sent, datagrams, max_lag = len(sched), 0, 0, 0
-    drain_end = None
+    n, datagrams, max_lag = len(sched), 0, 0
+    due, drain_end = 0, None
     while True:
         now = time.time_ns()
-        if sent < n:
-            due = int(np.searchsorted(due_at, now, "right"))
-            if due > sent:
-                starts = np.arange(sent, due, cfg.batch)[:256]
-                ends = np.minimum(starts + cfg.batch, due)
-                burst = Burst(wire, sched.offset[starts], (sched.offset[ends] - sched.offset[starts]).astype(np.uint32),
-                              np.zeros(len(starts), np.int64))
-                k = orders.tx_burst(burst)
-                if k:
-                    max_lag = max(max_lag, now - int(due_at[sent]))   # the oldest request waited longest
-                    sent, datagrams = int(ends[k - 1]), datagrams + k
-            if sent == n:
+        if drain_end is None:
+            if stop is not None and stop.is_set():
+                n = due                 # what was due is all that goes out
+            due = min(int(np.searchsorted(due_at, now, "right")), n)
+            for c, port in enumerate(orders):
+                upto = int(np.searchsorted(mine[c], due))
+                if upto > done[c]:
+                    first = np.arange(done[c], upto, cfg.batch)[:256]
+                    last = np.minimum(first + cfg.batch, upto) - 1
+                    lo, hi = sched.start[mine[c][first]], sched.end[mine[c][last]]
+                    k = port.tx_burst(Burst(wire, lo, (hi - lo).astype(np.uint32), np.zeros(len(lo), np.int64)))
+                    if k:
+                        max_lag = max(max_lag, now - int(due_at[mine[c][done[c]]]))   # the oldest waited longest
+                        done[c], datagrams = int(last[k - 1]) + 1, datagrams + k
+            if due == n and all(d == np.searchsorted(m, n) for d, m in zip(done, mine)):
                 drain_end = now + int(cfg.drain * 1e9)
         elif now >= drain_end:
             break
@@ -373,11 +428,11 @@ def _exchange(cfg: LoadConfig, sched: Schedule, orders: UdpSocketPort, feed: Udp
                 got += store.take(burst, now)
                 port.release(burst)
         if not got:
-            wake = int(due_at[sent]) if sent < n else drain_end
+            wake = int(due_at[due]) if drain_end is None and due < n else drain_end or now
             wait = (wake - time.time_ns()) / 1e9
             if wait > 50e-6:   # sleep in select so replies still wake us, and other threads run
                 select.select(fds, [], [], min(wait, 0.002))
-    return replies, market, datagrams, max_lag
+    return replies, market, n, datagrams, max_lag
 
 
 # ---------------------------------------------------------------------------------------
@@ -456,18 +511,15 @@ class _Book:
         self.ioc = sched.ioc.tolist()
         self.removed = [0] * n          # shares taken on entry (liquidity flag 'R')
         self.other_cancel = [False] * n  # canceled for a reason other than the user's
+        self.user_cancel = [False] * n   # canceled at our request
         self.moved = [False] * n        # replaced: its open shares moved to the replacement
-        self.cancel_of = np.full(n, -1, np.int64)
+        cancel_of = np.full(n, -1, np.int64)   # the Cancel request aimed at each order, if any
         cancels = np.flatnonzero(sched.kind == CANCEL)
-        self.cancel_of[sched.target[cancels]] = cancels
-        self.cancel_of = self.cancel_of.tolist()
+        cancel_of[sched.target[cancels]] = cancels
+        self.cancel_of = cancel_of.tolist()
         self.unexpected, self.wrong, self.rejects, self.cancels = Counter(), Counter(), Counter(), Counter()
         self.fills: list[tuple[int, int, int]] = []   # (match number, shares, price)
         self.examples: list[str] = []
-
-    def _req(self, token_id: int) -> int:
-        r = token_id - self.s.token_base
-        return r if 0 <= r < len(self.kind) and token_id >= 0 else -1
 
     def _flag(self, counter: Counter, what: str, detail: str) -> None:
         counter[what] += 1
@@ -513,6 +565,7 @@ class _Book:
         self.open[r] -= min(shares, self.open[r])
         self.cancels[_CANCEL_NAMES.get(reason, repr(reason))] += 1
         if reason == "U":
+            self.user_cancel[r] = True
             c = self.cancel_of[r]
             if c < 0:
                 return self._flag(self.unexpected, "user cancel never asked for", f"request {r}")
@@ -560,7 +613,8 @@ def check_replies(sched: Schedule, dec: ouch.Decoded) -> tuple[_Book, int]:
         ids["U"] = token_ids(m["U"]["replacement_order_token"])
         prev_ids = (token_ids(m["U"]["previous_order_token"]) - sched.token_base).tolist()
     col = {t: {f: a[f].tolist() for f in a.dtype.names} for t, a in m.items() if len(a)}
-    req = {t: [book._req(i) for i in v.tolist()] for t, v in ids.items()}
+    req = {t: np.where((v >= 0) & (v >= sched.token_base) & (v < sched.token_base + len(sched)),
+                       v - sched.token_base, -1).tolist() for t, v in ids.items()}   # request of each token
     duplicates = 0
     for k, (t, i) in enumerate(zip(dec.order_type.tolist(), dec.order_index.tolist())):
         t = chr(t)
@@ -614,7 +668,7 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
     mold = moldudp64.decode_views(buf, offsets, lengths)
     for reason, c in mold.rejects.items():
         error(f"bad MoldUDP64 packet ({reason})", f"{c} packets", c)
-    session = moldudp64._session_bytes(cfg.feed_session)
+    session = cfg.feed_session.encode().ljust(moldudp64.SESSION_LEN)
     ours = (mold.status == 0) & (mold.headers["session"] == session)
     res.packets = int(ours.sum())
     seq = mold.headers["sequence"][ours].astype(np.int64)
@@ -675,6 +729,7 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
                                             a["shares"].tolist(), a["price"].tolist()):
             adds[ref] = (side == b"B", shares, price)
     replaced_in = dict(zip(m["U"]["new_order_reference_number"].tolist(), m["U"]["price"].tolist()))
+    taken_off = set(m["D"]["order_reference_number"].tolist()) | set(m["X"]["order_reference_number"].tolist())
     s = book.s
     for r, kind in enumerate(book.kind):
         if kind == CANCEL or not book.live[r] or book.ioc[r] or book.other_cancel[r]:
@@ -688,6 +743,8 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
                 error("add missing", f"order ref {book.ref[r]} (request {r}) never added")
             elif got != (book.buy[r], rested, book.price[r]):
                 error("add differs", f"order ref {book.ref[r]}: ours {(book.buy[r], rested, book.price[r])}, feed {got}")
+            if book.user_cancel[r] and book.ref[r] not in taken_off:
+                error("cancel missing", f"order ref {book.ref[r]} (request {r}) canceled but never taken off (D/X)")
         elif book.ref[r] != book.ref[book.target[r]]:   # a replacement that lost priority
             if book.removed[r] >= int(s.shares[r]):
                 continue
@@ -730,20 +787,29 @@ def write_hlog(path: str, rtt: np.ndarray, sched: Schedule, start_ns: int, inter
         writer.close()
 
 
-def run(cfg: LoadConfig) -> Summary:
-    """Run one load: send the schedule, drain, check replies and feed, write the .hlog."""
+def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
+    """Run one load: send the schedule, drain, check replies and feed, write the .hlog.
+
+    Setting `stop` (from another thread or a signal handler) ends the sending early; what
+    was sent is still drained and checked.
+    """
     sched = build_schedule(cfg)
+    planned = len(sched)
     orders, feed = _open_ports(cfg)
     try:
         start_ns = time.time_ns() + 20_000_000   # the schedule starts once the loop is warm
-        replies, market, datagrams, max_lag = _exchange(cfg, sched, orders, feed, start_ns)
+        replies, market, sent, datagrams, max_lag = _exchange(cfg, sched, orders, feed, start_ns, stop)
+        sched = sched.head(sent)
+        named = [(f"client {c}" if len(orders) > 1 else "replies", p) for c, p in enumerate(orders)]
+        rx_drops = {f"{name}: {why}": n for name, port in named + [("feed", feed)] if port
+                    for why, n in port.stats().drops.items() if n}
     finally:
-        orders.close()
-        if feed is not None:
-            feed.close()
+        for port in orders + [feed]:
+            if port is not None:
+                port.close()
 
     notes = Counter()
-    buf, offsets, lengths, stamps = replies.joined()
+    buf, offsets, lengths, stamps = _Received.merged(replies)
     dec, datagram_of = decode_replies(buf, offsets, lengths, notes)
     book, duplicates = check_replies(sched, dec)
     for what, c in notes.items():
@@ -761,18 +827,18 @@ def run(cfg: LoadConfig) -> Summary:
     for what, bad in (("lost replies", sum(lost.values())), ("duplicated replies", duplicates),
                       ("unexpected replies", sum(book.unexpected.values())),
                       ("wrong fills", sum(book.wrong.values())), ("feed gaps", fres.gaps),
-                      ("feed mismatches", sum(fres.errors.values()))):
+                      ("feed mismatches", sum(fres.errors.values())), ("receive drops", sum(rx_drops.values()))):
         if bad:
             failures.append(f"{what}: {bad}")
     if not len(answered):
         failures.append("no request was answered")
     return Summary(
-        sent={KIND_NAMES[k]: int((sched.kind == k).sum()) for k in KIND_NAMES}, datagrams=datagrams,
+        planned=planned, sent={KIND_NAMES[k]: int((sched.kind == k).sum()) for k in KIND_NAMES}, datagrams=datagrams,
         answered=int(len(answered)), silent=silent, lost=dict(lost), duplicated=duplicates,
         unexpected=dict(book.unexpected), rejects=dict(book.rejects), cancels=dict(book.cancels),
         fills=len(book.fills), filled_shares=sum(f[1] for f in book.fills), wrong_fills=dict(book.wrong),
         feed_packets=fres.packets, feed_messages=fres.messages, feed_gaps=fres.gaps, feed_missing=fres.missing,
-        feed_errors=dict(fres.errors),
+        feed_errors=dict(fres.errors), rx_drops=rx_drops,
         rtt_ns={"count": int(len(answered)), "p50": pct[0], "p99": pct[1], "p99.9": pct[2],
                 "max": int(answered.max()) if len(answered) else 0},
         max_send_lag_ns=int(max_lag), failures=failures, examples=book.examples,
@@ -790,6 +856,7 @@ examples:
   netio-loadgen --venue-config venue.toml --venue 10.0.0.1      # ports, feed and symbols from the venue's TOML
   netio-loadgen --feed-addr 127.0.0.1:16001        # unicast feed instead of the multicast group
   netio-loadgen --no-feed --cancel-ratio 0 --replace-ratio 0 --ioc-ratio 1
+  netio-loadgen --clients 4                        # four venue sessions whose orders trade with each other
 
 Round trip runs from each request's intended send time on a fixed schedule (open loop), so
 stalls are measured, not hidden. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
@@ -803,6 +870,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--venue", default="127.0.0.1", help="venue order entry: host or host:port (port from the venue config)")
     p.add_argument("--venue-config", help="venue TOML (engine/venue_config.py): ports, feed group/session, symbols")
     p.add_argument("--bind", default=d.bind, help="local host:port for order entry (default %(default)s)")
+    p.add_argument("--clients", type=int, default=d.clients,
+                   help="order entry sockets (venue clients) sharing the flow (default %(default)s)")
     p.add_argument("--firm", default=d.firm, help="OUCH Firm (default %(default)s)")
     p.add_argument("--rate", type=float, default=d.rate, help="requests per second (default %(default)s)")
     p.add_argument("--duration", type=float, default=d.duration, help="seconds of sending (default %(default)s)")
@@ -831,7 +900,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         if len(symbols) != len(set(wanted)):
             raise ValueError(f"--symbols: not all of {wanted} are venue symbols ({[s.name for s in venue.symbols]})")
     cfg = LoadConfig.from_venue(
-        venue, host, bind=args.bind, firm=args.firm, rate=args.rate, duration=args.duration, seed=args.seed,
+        venue, host, bind=args.bind, clients=args.clients, firm=args.firm, rate=args.rate, duration=args.duration, seed=args.seed,
         cancel_ratio=args.cancel_ratio, replace_ratio=args.replace_ratio, ioc_ratio=args.ioc_ratio,
         batch=args.batch, drain=args.drain, feed=not args.no_feed, feed_iface=args.feed_iface, hlog=args.hlog)
     cfg.symbols = symbols
@@ -839,8 +908,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         cfg.venue = f"{host}:{port}"
     if args.feed_addr:
         cfg.feed_group, cfg.feed_bind = None, args.feed_addr
-    if cfg.rate <= 0 or cfg.duration <= 0 or cfg.batch <= 0:
-        raise ValueError("--rate, --duration and --batch must be positive")
+    if cfg.rate <= 0 or cfg.duration <= 0 or cfg.batch <= 0 or cfg.clients <= 0:
+        raise ValueError("--rate, --duration, --batch and --clients must be positive")
     if cfg.cancel_ratio < 0 or cfg.replace_ratio < 0 or cfg.cancel_ratio + cfg.replace_ratio > 1:
         raise ValueError("--cancel-ratio and --replace-ratio must be >= 0 and add up to at most 1")
     return cfg
@@ -848,12 +917,18 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())   # stop sending, then drain, check, report
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         cfg = config_from_args(args)
-        summary = run(cfg)
+        summary = run(cfg, stop)
     except (ValueError, OSError, PortError) as e:
         print(f"netio-loadgen: {e}", file=sys.stderr)
         return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.text())
     return 0 if summary.passed else 1
 

@@ -28,13 +28,17 @@ examples:
   sudo netio-run --iface eth0 --ip 10.0.0.1 --backend xdp --queue 2 --journal venue.jnl --hlog venue.hlog
   sudo netio-run --iface 0000:3b:00.0 --backend dpdk --dpdk-args "-l 2 -n 4" --ip 10.0.0.1 --mac 0c:42:a1:00:00:01
   sudo netio-run --iface eth0 --ip 10.0.0.1 --config engine/venue.example.toml --duration 60
+  netio-run --iface orders.pcap --backend pcap --ip 10.0.0.1 --mac 02:00:00:00:00:01   replay a capture;
+                                                             what the venue sends goes to orders.out.pcap
   sudo netio-run --demo                                      venue + load generator on a veth pair, then the breakdown
   netio-report venue.hlog                                    per-stage latency of a run afterwards
 
 Order entry is OUCH 4.2 in SoupBinTCP 'U' packets over UDP to --ip:--order-port; replies go
 back to the sender; the feed is ITCH 5.0 in MoldUDP64 to --feed-group:--feed-port.
---ip must be an address the kernel does not own on that interface (the venue answers ARP
-for it itself). A status line goes to stderr every second.
+The venue answers ARP for --ip itself; on the socket backend the kernel sees the frames
+too, so there --ip must be an address the kernel does not own (AF_XDP and DPDK take the
+frames from it). A status line goes to stderr every second: packets/s, orders/s, fills,
+rejects and drops by reason, per-stage p50/p99 in microseconds.
 
 exit status: 0 ran to --duration, 1 the demo's checks failed, 2 usage, 3 the port could
 not be opened, 4 the venue could not start (journal, config), 130 SIGINT, 143 SIGTERM
@@ -61,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hlog", help="per-stage latency interval log (HdrHistogram, for netio-report)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until signalled)")
     p.add_argument("--dpdk-args", help="EAL arguments for --backend dpdk, e.g. \"-l 2 -n 4\"")
+    p.add_argument("--pcap-out", help="--backend pcap: write what the venue sends here (default IFACE.out.pcap)")
     p.add_argument("--final-state", help="write the final counters and book hash here as JSON")
     p.add_argument("--demo", action="store_true", help="venue and load generator on a veth pair, then the breakdown")
-    p.add_argument("--rate", type=float, default=5000, help="--demo: orders per second (default %(default)s)")
+    p.add_argument("--rate", type=float, default=2000, help="--demo: orders per second (default %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no status line")
     return p
 
@@ -76,9 +81,51 @@ def _config(args) -> VenueConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None = None) -> Port:
+class PcapReplay(Port):
+    """A capture replayed into the venue, everything it sends written to another capture."""
+
+    def __init__(self, source: str, out: str):
+        from netio.pcap import PcapPort
+        self.reader = PcapPort(source)
+        try:
+            self.writer = PcapPort(out, mode="w")
+        except BaseException:
+            self.reader.close()
+            raise
+        self.info = self.reader.info
+        self.info.details["written_to"] = out
+
+    @property
+    def exhausted(self) -> bool:
+        return self.reader.exhausted
+
+    def rx_burst(self, max_frames: int = 64):
+        return self.reader.rx_burst(max_frames)
+
+    def release(self, burst) -> None:
+        self.reader.release(burst)
+
+    def tx_burst(self, burst) -> int:
+        return self.writer.tx_burst(burst)
+
+    def stats(self):
+        stats = self.reader.stats()
+        written = self.writer.stats()
+        stats.tx_packets, stats.tx_bytes = written.tx_packets, written.tx_bytes
+        return stats
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None = None,
+                    pcap_out: str | None = None) -> Port:
     """The port for a venue: ``auto`` is AF_XDP, else a TPACKET_V2 socket (per-frame wake-ups,
-    where V3's block timeout would hold sparse orders for a millisecond)."""
+    where V3's block timeout would hold sparse orders for a millisecond); ``pcap`` replays
+    the capture ``iface`` and writes what the venue sends to ``pcap_out``."""
+    if backend == "pcap":
+        return PcapReplay(iface, pcap_out or str(Path(iface).with_suffix(".out.pcap")))
     options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {}}
     if backend != "auto":
         return open_port(iface, backend, queue, **options.get(backend, {}))
@@ -120,7 +167,8 @@ class Stopper:
 def _status(venue: Venue, elapsed: float, last: dict) -> str:
     c = venue.counters()
     rate = lambda key: (c.get(key, 0) - last.get(key, 0)) / max(elapsed, 1e-9)
-    drops = {**c["stack"]["drops"], **c["message_drops"]}
+    drops = {**c["port_drops"], **c["stack"]["drops"], **c["message_drops"]}
+    drops = {k: v for k, v in drops.items() if v}
     parts = [f"{rate('rx_frames'):,.0f} pkt/s", f"{rate('commands'):,.0f} orders/s", f"fills {c.get('fills', 0)}",
              f"live {c['live_orders']}",
              "rejects " + (",".join(f"{k}={v}" for k, v in c["rejects"].items()) or "0"),
@@ -174,16 +222,16 @@ def run_venue(args) -> int:
     except (OSError, ValueError) as e:
         print(f"netio-run: config: {e}", file=sys.stderr)
         return EXIT_USAGE
-    mac = args.mac or _iface_mac(args.iface)
-    if not mac:
-        print(f"netio-run: --mac is needed: {args.iface} has no MAC address to borrow", file=sys.stderr)
-        return EXIT_USAGE
     try:
-        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args)
-    except PortError as e:
+        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args, args.pcap_out)
+    except (PortError, OSError) as e:
         print(f"netio-run: cannot open {args.iface}: {e}", file=sys.stderr)
         return EXIT_PORT
     try:
+        mac = args.mac or _iface_mac(args.iface)
+        if not mac:
+            print(f"netio-run: --mac is needed: {args.iface} has no MAC address to borrow", file=sys.stderr)
+            return EXIT_USAGE
         print(f"netio-run: {port.info.describe()}", file=sys.stderr)
         for step in port.info.fallbacks:
             print(f"netio-run:   not faster because {step}", file=sys.stderr)
@@ -197,7 +245,8 @@ def run_venue(args) -> int:
         print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}, "
               f"{len(cfg.symbols)} symbols", file=sys.stderr)
         try:
-            serve(venue, stopper, args.duration, args.quiet, sync)
+            until = (lambda: port.exhausted) if isinstance(port, PcapReplay) else None
+            serve(venue, stopper, args.duration, args.quiet, sync, until=until)
         finally:
             venue.close()
             _final_state(venue, args.final_state)

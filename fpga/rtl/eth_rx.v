@@ -26,7 +26,8 @@ module eth_rx (
     output reg         m_axis_tlast,
     output reg  [2:0]  m_axis_tuser,    // drop reason
     output reg  [95:0] m_axis_ts,       // PTP time at the frame's first beat
-    output reg  [15:0] m_axis_start     // frame offset of the Ethernet payload
+    output reg  [15:0] m_axis_start,    // frame offset of the Ethernet payload ...
+    output reg  signed [8:0] m_axis_rel // ... subtracted from this beat's lane 0 offset (mod 256)
 );
     reg  [12:0] beat;
     reg         vlan_r;
@@ -64,6 +65,7 @@ module eth_rx (
                 m_axis_tuser <= rsn;
                 m_axis_ts    <= beat == 13'd0 ? ptp_ts : ts_r;
                 m_axis_start <= vlan ? 16'd18 : 16'd14;
+                m_axis_rel   <= $signed({1'b0, beat[4:0], 3'b000}) - (vlan ? 9'sd18 : 9'sd14);
                 if (beat == 13'd0) ts_r <= ptp_ts;
                 if (beat == 13'd1) vlan_r <= is_vlan;
                 rsn_r <= rsn;

@@ -54,6 +54,7 @@ module feed_parser #(
     wire [95:0] e_ts, i_ts, u_ts, m_ts;
     wire [15:0] e_start, i_start, u_start, i_end, u_end;
     wire [31:0] i_dst;
+    wire signed [8:0] e_rel;
     wire [63:0] m_seq;
     wire [3:0]  m_lo, m_hi;
     wire [15:0] m_count;
@@ -63,12 +64,14 @@ module feed_parser #(
         .s_axis_tdata(s_axis_tdata), .s_axis_tkeep(s_axis_tkeep), .s_axis_tvalid(s_axis_tvalid),
         .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .m_axis_tdata(e_data), .m_axis_tkeep(e_keep), .m_axis_tvalid(e_valid), .m_axis_tready(e_ready),
-        .m_axis_tlast(e_last), .m_axis_tuser(e_user), .m_axis_ts(e_ts), .m_axis_start(e_start));
+        .m_axis_tlast(e_last), .m_axis_tuser(e_user), .m_axis_ts(e_ts), .m_axis_start(e_start),
+        .m_axis_rel(e_rel));
 
     ipv4_rx ip (
         .clk(clk), .rst(rst),
         .s_axis_tdata(e_data), .s_axis_tkeep(e_keep), .s_axis_tvalid(e_valid), .s_axis_tready(e_ready),
         .s_axis_tlast(e_last), .s_axis_tuser(e_user), .s_axis_ts(e_ts), .s_axis_start(e_start),
+        .s_axis_rel(e_rel),
         .m_axis_tdata(i_data), .m_axis_tkeep(i_keep), .m_axis_tvalid(i_valid), .m_axis_tready(i_ready),
         .m_axis_tlast(i_last), .m_axis_tuser(i_user), .m_axis_ts(i_ts), .m_axis_start(i_start),
         .m_axis_end(i_end), .m_axis_dst(i_dst));

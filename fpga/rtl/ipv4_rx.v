@@ -21,7 +21,8 @@ module ipv4_rx (
     input  wire        s_axis_tlast,
     input  wire [2:0]  s_axis_tuser,
     input  wire [95:0] s_axis_ts,
-    input  wire [15:0] s_axis_start,    // frame offset of the IPv4 header (even, below 128)
+    input  wire [15:0] s_axis_start,    // frame offset of the IPv4 header (even, below 128) ...
+    input  wire signed [8:0] s_axis_rel,// ... subtracted from this beat's lane 0 offset (mod 256)
 
     output wire [63:0] m_axis_tdata,
     output wire [7:0]  m_axis_tkeep,
@@ -48,7 +49,7 @@ module ipv4_rx (
     reg  [2:0]  last_lane_r;            //   always / unless lane last_lane_r is kept
 
     wire        near = beat < 13'd16;   // within the first 128 bytes
-    wire signed [8:0] rel = $signed({1'b0, beat[4:0], 3'b000}) - $signed({1'b0, s_axis_start[7:0]});
+    wire signed [8:0] rel = s_axis_rel;
 
     // byte 0 (version, IHL) in this beat; the header is at least 20 bytes long, so its end,
     // and the payload's start, are always reckoned from the registered IHL
@@ -68,7 +69,8 @@ module ipv4_rx (
             localparam signed [8:0] G = g;
             wire signed [8:0] d = G - rel;
             always @(posedge clk)
-                if (accept && near && d >= 0 && d < 8) hdr[g] <= s_axis_tdata[d[2:0]*8 +: 8];
+                if (rst) hdr[g] <= 8'd0;        // a defined length before the first header
+                else if (accept && near && d >= 0 && d < 8) hdr[g] <= s_axis_tdata[d[2:0]*8 +: 8];
         end
         for (g = 0; g < 4; g = g + 1) begin : words_in_beat
             // the header is at least 20 bytes long: in byte 0's beat every later word is in it

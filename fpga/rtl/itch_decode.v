@@ -92,16 +92,17 @@ module itch_decode (
             if (s_rec_valid && s_rec_ready) begin
                 if (!known) rejects_unknown_type <= rejects_unknown_type + 32'd1;
                 else if (!fits) rejects_length <= rejects_length + 32'd1;
-                else begin
-                    m_axis_tvalid <= 1'b1;
-                    m_axis_tdata <= {40'd0, s_rec_msg, want, side, typ, {`M(3), `M(4)}, price,
-                                     shares, match, new_ref, order_ref,
-                                     16'd0, {`M(5), `M(6), `M(7), `M(8), `M(9), `M(10)},
-                                     {`M(1), `M(2)}, s_rec_ts[15:0], s_rec_ts[47:16],
-                                     16'd0, s_rec_ts[95:48], s_rec_seq};
-                end
+                m_axis_tvalid <= known && fits;
             end
         end
+        // the record register loads every message (its valid says whether it counts): no
+        // type check on the enable of a thousand flip-flops
+        if (s_rec_valid && s_rec_ready)
+            m_axis_tdata <= {40'd0, s_rec_msg, want, side, typ, {`M(3), `M(4)}, price,
+                             shares, match, new_ref, order_ref,
+                             16'd0, {`M(5), `M(6), `M(7), `M(8), `M(9), `M(10)},
+                             {`M(1), `M(2)}, s_rec_ts[15:0], s_rec_ts[47:16],
+                             16'd0, s_rec_ts[95:48], s_rec_seq};
     end
     `undef M
 endmodule

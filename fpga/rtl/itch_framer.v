@@ -46,6 +46,8 @@ module itch_framer (
     reg  [63:0] seq_cur;                // sequence number of the next block (nblk > 0)
     reg  [2:0]  err_r;
 
+    genvar g;
+
     function [7:0] lane(input [63:0] d, input [2:0] i);
         lane = d[i*8 +: 8];
     endfunction
@@ -72,22 +74,30 @@ module itch_framer (
     wire [63:0] seq_eff = nblk == 16'd0 ? s_axis_seq : seq_cur;
     wire [15:0] want_blocks = s_axis_count == 16'hFFFF ? 16'd0 : s_axis_count;
 
-    // the length of the block that is open after this beat, where this beat completes it
-    wire [15:0] len_new  = {lane(s_axis_tdata, n0[2:0]), lane(s_axis_tdata, n0[2:0] + 3'd1)};
-    wire [15:0] len_open = idx == 16'd1 ? {buf_r[0], lane(s_axis_tdata, lo[2:0])}
-                                        : {lane(s_axis_tdata, lo[2:0]), lane(s_axis_tdata, lo[2:0] + 3'd1)};
+    // need_r for the next beat where this beat completes a block's length: worked out for
+    // a length at each lane pair p in parallel, then picked (p = n0 after a block's end,
+    // p = lo when a block's length lies whole in this beat)
+    wire [17*7-1:0] need_at;            // [17*p +: 17]
+    generate
+        for (g = 0; g < 7; g = g + 1) begin : lengths
+            localparam [16:0] P = g;
+            assign need_at[17*g +: 17] = {1'b0, s_axis_tdata[8*g +: 8], s_axis_tdata[8*g + 8 +: 8]} + 17'd2 + P
+                                - {13'd0, hi};
+        end
+    endgenerate
+    wire [16:0] need_1 = {1'b0, buf_r[0], s_axis_tdata[7:0]} + 17'd1 - {13'd0, hi};  // idx 1: lo is 0
     reg  [16:0] need_next;
     always @* begin
-        if (end_now)     need_next = {1'b0, len_new} + 17'd2 - {13'd0, rest};
-        else if (lknown) need_next = need_r - {13'd0, avail};
-        else             need_next = {1'b0, len_open} + 17'd2 - {1'b0, idx_next};
+        if (end_now)            need_next = need_at[17*n0[2:0] +: 17];
+        else if (lknown)        need_next = need_r - {13'd0, avail};
+        else if (idx == 16'd1)  need_next = need_1;
+        else                    need_next = need_at[17*lo[2:0] +: 17];
     end
 
     // the finished block (bytes from the buffer, then from this beat) and the new buffer
     /* verilator lint_off UNUSEDSIGNAL */
     wire [8*N-1:0] rec;                 // bytes 0-1 are the length prefix, not part of the record
     /* verilator lint_on UNUSEDSIGNAL */
-    genvar g;
     generate
         for (g = 0; g < N; g = g + 1) begin : bytes
             localparam [15:0] G = g;
@@ -137,12 +147,14 @@ module itch_framer (
         end else begin
             if (m_rec_ready) m_rec_valid <= 1'b0;
             if (accept) begin
+                // the record register loads on every beat taken (the last record has left
+                // by then): only its valid waits for a block's end
+                m_rec_msg <= rec[8*N-1:16];
+                m_rec_len <= len;
+                m_rec_seq <= seq_eff;
+                m_rec_ts <= s_axis_ts;
                 if (end_now) begin
                     m_rec_valid <= 1'b1;
-                    m_rec_msg <= rec[8*N-1:16];
-                    m_rec_len <= len;
-                    m_rec_seq <= seq_eff;
-                    m_rec_ts <= s_axis_ts;
                     seq_cur <= seq_eff + 64'd1;
                 end
                 idx <= idx_next;

@@ -57,11 +57,15 @@ module mold_rx (
     reg         window_r;               // lo_r and hi_r are meaningful
     reg         past_r;                 // the MoldUDP64 header runs past the datagram
 
-    wire        near = beat < 13'd16;   // headers lie in the first 128 bytes
     wire        known = start_r != 16'hFFFF;
-    wire signed [8:0] rel = $signed({1'b0, beat[4:0], 3'b000}) - $signed({1'b0, start_r[7:0]});
-    wire signed [8:0] last_rel = 9'sd19 - rel;
-    wire        end_here = near && known && !done_r && last_rel >= 0 && last_rel < 8;
+    reg  [2:0]  rel_r;                  // this beat's lane 0 minus start_r, mod 8, worked out a beat ahead
+    wire [2:0]  rel = rel_r;
+    // which header bytes the next beat holds, decided a beat ahead (from rel_next)
+    wire signed [8:0] rel_next = $signed({1'b0, beat[4:0] + 5'd1, 3'b000}) - $signed({1'b0, s_axis_start[7:0]});
+    wire        near_next = beat < 13'd15;  // headers lie in the first 128 bytes
+    reg  [19:0] hit_r;                 // byte g of the header lies in this beat
+    reg         last_hit_r;             // the header's last byte lies in this beat
+    wire        end_here = known && !done_r && last_hit_r;
     wire        accept = s_axis_tvalid && s_axis_tready;
     wire [15:0] off1 = {beat + 13'd1, 3'b000};       // the next beat's lane 0
 
@@ -71,10 +75,13 @@ module mold_rx (
     generate
         for (g = 0; g < 20; g = g + 1) begin : capture
             localparam signed [8:0] GH = g;
-            wire signed [8:0] d = GH - rel;
-            assign h[g] = near && known && d >= 0 && d < 8 ? s_axis_tdata[d[2:0]*8 +: 8] : hdr[g];
+            wire [2:0] d = GH[2:0] - rel[2:0];     // its lane, when hit_r[g]
+            assign h[g] = known && hit_r[g] ? s_axis_tdata[d*8 +: 8] : hdr[g];
             always @(posedge clk)
-                if (accept) hdr[g] <= h[g];
+                if (accept) hit_r[g] <= near_next && rel_next <= GH && rel_next > GH - 9'sd8;
+            always @(posedge clk)
+                if (rst) hdr[g] <= 8'd0;
+                else if (accept) hdr[g] <= h[g];
         end
     endgenerate
 
@@ -155,6 +162,8 @@ module mold_rx (
                 m_axis_seq   <= seq;
                 m_axis_count <= count;
                 start_r  <= s_axis_start;
+                rel_r    <= rel_next[2:0];
+                last_hit_r <= near_next && rel_next <= 9'sd19 && rel_next > 9'sd11;
                 window_r <= known;
                 lo_r     <= clamp8(to_start);
                 hi_r     <= clamp8(to_end);

@@ -46,20 +46,27 @@ module udp_rx #(
     reg  [2:0]  rsn_r;
     reg  [15:0] start_r;
 
-    wire        near = beat < 13'd16;   // headers lie in the first 128 bytes
     wire        known = start_r != 16'hFFFF;
-    wire signed [8:0] rel = $signed({1'b0, beat[4:0], 3'b000}) - $signed({1'b0, start_r[7:0]});
-    wire signed [8:0] last_rel = 9'sd7 - rel;
-    wire        end_here = near && known && !done_r && last_rel >= 0 && last_rel < 8;
+    reg  [2:0]  rel_r;                  // this beat's lane 0 minus start_r, mod 8, worked out a beat ahead
+    wire [2:0]  rel = rel_r;
+    // which header bytes the next beat holds, decided a beat ahead (from rel_next)
+    wire signed [8:0] rel_next = $signed({1'b0, beat[4:0] + 5'd1, 3'b000}) - $signed({1'b0, s_axis_start[7:0]});
+    wire        near_next = beat < 13'd15;  // headers lie in the first 128 bytes
+    reg  [7:0] hit_r;                 // byte g of the header lies in this beat
+    reg         last_hit_r;             // the header's last byte lies in this beat
+    wire        end_here = known && !done_r && last_hit_r;
     wire        accept = s_axis_tvalid && s_axis_tready;
 
     genvar g;
     generate
         for (g = 0; g < 8; g = g + 1) begin : capture
             localparam signed [8:0] G = g;
-            wire signed [8:0] d = G - rel;
+            wire [2:0] d = G[2:0] - rel[2:0];      // its lane, when hit_r[g]
             always @(posedge clk)
-                if (accept && near && known && d >= 0 && d < 8) hdr[g] <= s_axis_tdata[d[2:0]*8 +: 8];
+                if (rst) hdr[g] <= 8'd0;        // a defined length before the first header
+                else if (accept && known && hit_r[g]) hdr[g] <= s_axis_tdata[d*8 +: 8];
+            always @(posedge clk)
+                if (accept) hit_r[g] <= near_next && rel_next <= G && rel_next > G - 9'sd8;
         end
     endgenerate
 
@@ -100,6 +107,8 @@ module udp_rx #(
             start_r <= 16'hFFFF;
         end else if (accept) begin
             start_r <= s_axis_tlast ? 16'hFFFF : s_axis_start;
+            rel_r <= rel_next[2:0];
+            last_hit_r <= near_next && rel_next <= 9'sd7 && rel_next > -9'sd1;
             if (end_here) done_r <= 1'b1;
             if (done_r) judged_r <= 1'b1;
             rsn_r <= own;
