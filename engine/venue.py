@@ -32,6 +32,14 @@ What a burst does, in order (telemetry's TSC hops in brackets):
 6. Telemetry gets the TSC stamps of the six hops and each frame's RX wait (bursts with
    orders only: ARP and the like would record empty stages).
 
+Restart: a venue opened on an existing journal replays it into the books and risk, and
+its feed carries on in the same MoldUDP64 session with the next sequence number (the
+feed is a function of the journal: start of messages and the stock directory once, then
+one ITCH message per book event). Clients' addresses and 14-byte tokens from before the
+restart are journaled beside the commands (``JOURNAL.sessions``: every new client address
+and token, written before the commands that use them), so a client that comes back from
+the same IP:port cancels and replaces its old orders by their tokens.
+
 Accounting: frames the port dropped (ring full, ...) are in ``port_drops``; frames
 received = the stack's delivered + replied + dropped (by reason);
 OUCH messages = commands + dropped messages (by reason); commands = accepted (and their
@@ -106,6 +114,13 @@ _UNKNOWN_SYMBOL = int(RejectReason.UNKNOWN_SYMBOL)
 _UNKNOWN_TOKEN = int(RejectReason.UNKNOWN_TOKEN)
 
 
+#: A client or a token the venue learned, journaled (``JOURNAL.sessions``) before the
+#: commands that use it, so a restart knows its clients' addresses and OUCH tokens.
+SESSION_DTYPE = np.dtype([("kind", "u1"), ("client", "<u4"), ("token", "<u8"), ("ip", "<u4"),
+                          ("port", "<u2"), ("mac", "<u8"), ("order_token", "S14")])
+_LEARNED_CLIENT, _LEARNED_TOKEN = ord("C"), ord("T")
+
+
 class Datagrams(NamedTuple):
     """UDP payloads back to back in ``payload`` and where each goes, before framing."""
 
@@ -159,16 +174,6 @@ class Venue:
         limits = Limits.load(cfg.limits, MAX_CLIENTS, n_sym) if cfg.limits else None
         self.risk = RiskEngine(MAX_CLIENTS, n_sym, limits, max_orders=cfg.pool_size)
         self._mid_reference = limits is not None and bool((limits.ref_mode == RefMode.MID).any())
-        self.journal = None
-        self._client_base = 0      # a reopened journal's clients keep their ids; new ones follow
-        self._next_token = 1
-        if journal:
-            self.journal = Journal.open(journal, COMMAND_DTYPE, flush=FlushPolicy.BATCH)
-            if self.journal.recovered is not None and len(self.journal.recovered.records):
-                replayed = self.journal.recovered.records["payload"].copy()
-                self.risk.follow(replayed, self.matcher.run(replayed))
-                self._client_base = int(replayed["client"].max())
-                self._next_token = int(max(replayed["token"].max(), replayed["new_token"].max())) + 1
         self.clock = clock
         self.timeline = Timeline(clock) if clock else None
         if telemetry is None and (hlog or clock):
@@ -180,17 +185,29 @@ class Venue:
 
         # clients: id -> address; (ip << 16 | port) -> id
         self._client_of: dict[int, int] = {}
+        self._next_client = 1
         self.client_ip = np.zeros(MAX_CLIENTS, np.uint32)
         self.client_port = np.zeros(MAX_CLIENTS, np.uint16)
         self.client_mac = np.zeros((MAX_CLIENTS, 6), np.uint8)
         self.client_firm = np.zeros(MAX_CLIENTS, "S4")
         # tokens: (client, 14-byte token) -> core token; core token -> bytes, symbol
         self._token_of: dict[bytes, int] = {}
-        self.token_bytes = np.zeros(max(1 << 16, 2 * self._next_token), "S14")
+        self._next_token = 1
+        self.token_bytes = np.zeros(1 << 16, "S14")
         self.token_symbol = np.zeros(len(self.token_bytes), np.uint16)
+        self._learned: list[np.ndarray] = []     # clients and tokens new in this batch, to journal
+
+        self.journal = self.sessions = None
+        recovered_feed = 0         # ITCH messages the journal's commands already published
+        if journal:
+            self.sessions = Journal.open(f"{journal}.sessions", SESSION_DTYPE, flush=FlushPolicy.BATCH)
+            self.journal = Journal.open(journal, COMMAND_DTYPE, flush=FlushPolicy.BATCH)
+            if self.journal.recovered is not None and len(self.journal.recovered.records):
+                recovered_feed = self._recover(self.journal.recovered.records["payload"].copy(),
+                                               self.sessions.recovered)
 
         self._init_c()
-        self.feed_seq = 1
+        self.feed_seq = 1 + recovered_feed
         # destination columns of feed and reply datagrams, sliced rather than made per burst
         self._feed_ip = np.zeros(0, np.uint32)
         self._zero_offset = np.zeros(1, np.int64)
@@ -199,7 +216,8 @@ class Venue:
         self.counts: Counter = Counter()
         self.drops: Counter = Counter()        # OUCH messages and datagrams dropped, by reason
         self.rejects: Counter = Counter()      # commands rejected, by RejectReason name
-        self._send_feed_start()
+        if not recovered_feed:
+            self._send_feed_start()
 
     # -- the loop -----------------------------------------------------------------------
     def poll(self) -> int:
@@ -227,6 +245,9 @@ class Venue:
             self._validate(cmds, msg_type, msg_index, decoded)
             st[2] = rdtsc()
             if self.journal:
+                if self._learned:
+                    self.sessions.append(np.concatenate(self._learned))
+                    self._learned.clear()
                 self.journal.append(cmds)
             events = self.matcher.run(cmds)
             self.risk.on_events(cmds, events)
@@ -249,19 +270,48 @@ class Venue:
         return n
 
     def close(self) -> None:
-        """Send the feed's end of messages, flush the journal and the telemetry log."""
+        """Flush the journal and the telemetry log. The feed session stays open: a venue
+        restarted on the same journal carries on with the next sequence number."""
         if self.closed:
             return
-        sys_event = itch.new_array("S", 1)
-        sys_event["event_code"] = b"C"
-        itch.set_timestamps(sys_event, ns_since_midnight(self.now_ns()))
-        self._send_feed(itch.encode(itch.ItchBatch.from_messages({"S": sys_event})), blocks=True)
         if self.journal:
             self.journal.close()
+            self.sessions.close()
         if self.telemetry:
             self.telemetry.close()
         self._port_drops = dict(self.port.stats().drops)
         self.closed = True
+
+    def _recover(self, replayed: np.ndarray, sessions) -> int:
+        """Books, risk, clients and tokens as the journals left them; returns the number of
+        ITCH messages the replayed commands published."""
+        events = self.matcher.run(replayed)
+        self.risk.follow(replayed, events)
+        learned = sessions.records["payload"] if sessions is not None else np.zeros(0, SESSION_DTYPE)
+        for c in learned[learned["kind"] == _LEARNED_CLIENT]:     # once per client
+            cid = int(c["client"])
+            self._client_of[int(c["ip"]) << 16 | int(c["port"])] = cid
+            self.client_ip[cid], self.client_port[cid] = c["ip"], c["port"]
+            self.client_mac[cid] = np.frombuffer(int(c["mac"]).to_bytes(6, "big"), np.uint8)
+        tokens = learned[learned["kind"] == _LEARNED_TOKEN]
+        keys = np.empty(len(tokens), [("c", "<u4"), ("t", "S14")])
+        keys["c"], keys["t"] = tokens["client"], tokens["order_token"]
+        self._token_of.update(zip(keys.view("V18").tolist(), tokens["token"].tolist()))
+        self._next_client = int(max(replayed["client"].max(), learned["client"].max(initial=0))) + 1
+        self._next_token = int(max(replayed["token"].max(), replayed["new_token"].max(),
+                                   learned["token"].max(initial=0))) + 1
+        self._grow_tokens(self._next_token)
+        self.token_bytes[tokens["token"]] = tokens["order_token"]
+        for kind, token in ((_ENTER, "token"), (_REPLACE, "new_token")):
+            rows = replayed["kind"] == kind
+            self.token_symbol[replayed[token][rows]] = replayed["symbol"][rows]
+        return 1 + len(self.names) + int(np.count_nonzero(_BOOK_KINDS[events["kind"]]))
+
+    def _grow_tokens(self, n: int) -> None:
+        if n > len(self.token_bytes):
+            grow = max(n, 2 * len(self.token_bytes))
+            self.token_bytes = np.resize(self.token_bytes, grow)
+            self.token_symbol = np.resize(self.token_symbol, grow)
 
     def _init_c(self) -> None:
         """The tables the C serialize stage reads (token_bytes, enters, replaces per call)."""
@@ -302,12 +352,19 @@ class Venue:
             if keys[j] in self._client_of:            # new twice in this burst
                 ids[j] = self._client_of[keys[j]]
                 continue
-            cid = self._client_base + len(self._client_of) + 1
+            cid = self._next_client
             if cid >= MAX_CLIENTS:
                 continue                               # id 0: its messages are dropped
+            self._next_client += 1
             self._client_of[keys[j]] = ids[j] = cid
             self.client_ip[cid], self.client_port[cid] = dgs["src_ip"][j], dgs["src_port"][j]
             self.client_mac[cid] = dgs["src_mac"][j]
+            if self.sessions:
+                learned = np.zeros(1, SESSION_DTYPE)
+                learned["kind"], learned["client"] = _LEARNED_CLIENT, cid
+                learned["ip"], learned["port"] = dgs["src_ip"][j], dgs["src_port"][j]
+                learned["mac"] = int.from_bytes(dgs["src_mac"][j].tobytes(), "big")
+                self._learned.append(learned)
         return ids
 
     def _split(self, buf: np.ndarray, starts: np.ndarray) -> tuple[ouch.Decoded, np.ndarray]:
@@ -392,12 +449,16 @@ class Venue:
             return np.fromiter(map(self._token_of.get, keys, [0] * len(keys)), np.uint64, len(keys))
         fresh = np.arange(self._next_token, self._next_token + len(keys), dtype=np.uint64)
         self._next_token += len(keys)
-        if self._next_token > len(self.token_bytes):
-            grow = max(self._next_token, 2 * len(self.token_bytes))
-            self.token_bytes = np.resize(self.token_bytes, grow)
-            self.token_symbol = np.resize(self.token_symbol, grow)
+        self._grow_tokens(self._next_token)
         self.token_bytes[fresh] = token
-        return np.fromiter(map(self._token_of.setdefault, keys, fresh.tolist()), np.uint64, len(keys))
+        ids = np.fromiter(map(self._token_of.setdefault, keys, fresh.tolist()), np.uint64, len(keys))
+        if self.sessions:
+            made = ids == fresh
+            learned = np.zeros(int(made.sum()), SESSION_DTYPE)
+            learned["kind"], learned["client"], learned["token"] = _LEARNED_TOKEN, client[made], ids[made]
+            learned["order_token"] = token[made]
+            self._learned.append(learned)
+        return ids
 
     # -- stage 4: validation -------------------------------------------------------------
     def _validate(self, cmds, msg_type, msg_index, decoded) -> None:

@@ -20,7 +20,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap, wrpcap
 
-from netio import tsc
+from netio import iface, tsc
 from netio.netns import VethNamespace, leftovers
 from netio.port import Burst, PortError, PortUnavailable, TimestampSource, open_port
 
@@ -194,6 +194,16 @@ def test_rss_spreads_flows_over_the_queues_and_every_frame_arrives_once(veth):
     assert got0 and got1, "16 flows all hashed to one queue"
 
 
+def test_net_af_xdp_named_as_a_device_spec_receives_byte_exact_and_leaves_no_program(veth):
+    sent = frames_to(veth.host_mac, veth.ns_mac, [60, 500, 1514] * 4)
+    with open_dpdk(f"net_af_xdp0,iface={veth.host_if}") as port:
+        assert port.info.details["driver"] == "net_af_xdp"
+        send_from_namespace(veth, sent)
+        got, _ = receive(port, len(sent))
+    assert got == sent
+    assert iface.xdp_program(veth.host_if) is None, "closing the device detaches its XDP program"
+
+
 def test_a_kernel_interface_that_does_not_exist_is_named_in_the_error():
     with pytest.raises(PortError, match="nosuchif0"):
         open_dpdk("nosuchif0")
@@ -277,6 +287,16 @@ def test_a_closed_device_can_be_opened_again_and_a_closed_port_says_so():
         port.rx_burst()
     with open_dpdk("net_ring4") as again:
         assert again.tx_burst(Burst.of([b"x" * 60])) == 1
+
+
+def test_c_api_hands_out_the_queue_and_the_burst_table_for_fused_c_loops():
+    from netio._dpdk import ffi
+    with open_dpdk("net_ring9") as port:
+        queue, table = port.c_api()
+        assert queue and table
+        assert ffi.cast("uint32_t *", table)[0] == 1, "ND_API_VERSION of cffi_build/dpdk_api.h"
+    with pytest.raises(PortError, match="closed"):
+        port.c_api()
 
 
 # -- caller mistakes and unavailable features ---------------------------------------------------

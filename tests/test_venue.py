@@ -197,6 +197,28 @@ def test_a_journal_replays_to_the_venues_book(tmp_path):
     assert book.state_hash() == final
 
 
+def test_a_venue_restarted_on_its_journal_has_its_book_clients_and_tokens_and_carries_on_the_feed(tmp_path):
+    path, c = tmp_path / "venue.jnl", Client("10.9.0.6", 40006)
+    first = Venue(MemoryPort(), VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(path))
+    first.port.inbox += [c.frame(datagram(enter(f"K{k}", "BS"[k % 2], 100 * (1 + k % 3), "AAPL",
+                                                1_900_000 + 100 * (k % 5 - 2)))) for k in range(30)]
+    first.port.inbox.append(c.frame(datagram(enter("REST", "B", 100, "AAPL", 1_880_000))))
+    while first.poll():
+        pass
+    first.close()
+    port = MemoryPort()
+    second = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(path))
+    assert second.book.state_hash() == first.book.state_hash() and second.feed_seq == first.feed_seq
+    assert port.sent == []                              # no second start of day on the feed
+    port.inbox.append(c.frame(datagram(enter("NEW", "B", 100, "MSFT", 4_200_000),
+                                       dict(type="X", order_token="REST", shares=0))))   # from before
+    second.poll()
+    second.close()
+    replies, feed, seqs = split_output(port.sent, c.stack)
+    assert [(r["type"], r["order_token"]) for r in replies] == [("A", "NEW"), ("C", "REST")]
+    assert seqs == [(first.feed_seq, 2)] and [m["message_type"] for m in feed] == ["A", "D"]
+
+
 # ---------------------------------------------------------------------------------------
 # End to end: netio-run on a veth pair, a scripted client in the namespace
 

@@ -1,7 +1,13 @@
-"""netio-run: a matching venue on a kernel-bypass port (and ``--demo``: the whole show on a veth pair)."""
+"""netio-run: a matching venue on a kernel-bypass port (and ``--demo``: the whole show on a veth pair).
+
+``serve`` is the loop: ``Venue.poll`` until a signal, ``--duration`` or the end of a
+replayed capture, a status line each second, then a drain (poll until the port has been
+quiet for DRAIN_IDLE_S) before the journal, the logs and the port are closed.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -74,7 +80,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args) -> VenueConfig:
-    import dataclasses
     cfg = VenueConfig.load(args.config) if args.config else VenueConfig()
     changes = {k: v for k, v in (("order_port", args.order_port), ("feed_group", args.feed_group),
                                  ("feed_port", args.feed_port)) if v is not None}

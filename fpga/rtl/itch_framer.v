@@ -40,7 +40,8 @@ module itch_framer (
     localparam N = 52;                  // buffered block bytes: length prefix + 50
 
     reg  [7:0]  buf_r [0:N-1];
-    reg  [15:0] idx;                    // bytes of the current block received so far
+    reg  [6:0]  idx;                    // bytes of the current block received so far, held at 127
+                                        // (past the buffer: the block's end is need_r's to tell)
     reg  [16:0] need_r;                 // bytes the current block still lacks (once idx >= 2)
     reg  [15:0] nblk;                   // blocks completed in this packet
     reg  [63:0] seq_cur;                // sequence number of the next block (nblk > 0)
@@ -60,8 +61,8 @@ module itch_framer (
     /* verilator lint_on UNUSEDSIGNAL */
     wire        any    = hi != 4'd0;
     wire [3:0]  avail  = hi - lo;
-    wire        fresh  = idx == 16'd0;
-    wire        lknown = idx >= 16'd2;
+    wire        fresh  = idx == 7'd0;
+    wire        lknown = idx[6:1] != 6'd0;
     wire [15:0] len    = {buf_r[0], buf_r[1]};
     wire        dead   = s_axis_tuser != `RSN_OK || err_r != `RSN_OK;
     wire        short  = lknown && len < 16'd12;
@@ -69,7 +70,9 @@ module itch_framer (
                           need_r[16:4] == 13'd0 && need_r[3:0] <= avail;
     wire [3:0]  n0     = lo + need_r[3:0];                   // next block's first lane
     wire [3:0]  rest   = hi - n0;                            // its bytes in this beat
-    wire [15:0] idx_next = end_now ? {12'd0, rest} : (any && !dead ? idx + {12'd0, avail} : idx);
+    wire [7:0]  idx_sum  = {1'b0, idx} + {4'd0, avail};
+    wire [6:0]  idx_next = end_now ? {3'd0, rest} :
+                           !any || dead ? idx : idx_sum[7] ? 7'd127 : idx_sum[6:0];
     wire [15:0] nblk_next = nblk + {15'd0, end_now};
     wire [63:0] seq_eff = nblk == 16'd0 ? s_axis_seq : seq_cur;
     wire [15:0] want_blocks = s_axis_count == 16'hFFFF ? 16'd0 : s_axis_count;
@@ -90,7 +93,7 @@ module itch_framer (
     always @* begin
         if (end_now)            need_next = need_at[17*n0[2:0] +: 17];
         else if (lknown)        need_next = need_r - {13'd0, avail};
-        else if (idx == 16'd1)  need_next = need_1;
+        else if (idx == 7'd1)   need_next = need_1;
         else                    need_next = need_at[17*lo[2:0] +: 17];
     end
 
@@ -101,12 +104,12 @@ module itch_framer (
     generate
         for (g = 0; g < N; g = g + 1) begin : bytes
             localparam [15:0] G = g;
-            wire [15:0] w = G - idx;                         // this byte's place after the buffered ones
-            wire        here = G >= idx && w < {12'd0, avail};
+            wire [6:0]  w = G[6:0] - idx;                    // this byte's place after the buffered ones
+            wire        here = G[6:0] >= idx && w < {3'd0, avail};
             wire [2:0]  t = fresh ? G[2:0] + lo[2:0] : w[2:0];   // its lane
             wire [4:0]  u = G[4:0] + {1'b0, n0};             // lane of the next block's byte g
             wire [7:0] from_t = lane(s_axis_tdata, t);
-            assign rec[8*g +: 8] = G >= len + 16'd2 ? 8'd0 : G < idx ? buf_r[g] : from_t;
+            assign rec[8*g +: 8] = G >= len + 16'd2 ? 8'd0 : G[6:0] < idx ? buf_r[g] : from_t;
             always @(posedge clk)
                 if (s_axis_tvalid && s_axis_tready && !dead) begin
                     if (end_now) begin
@@ -122,11 +125,12 @@ module itch_framer (
     reg  [2:0]  tl_user, tl_err;
     reg         tl_short, tl_open;
     reg  [15:0] tl_blocks, tl_want;
+    reg         tl_end;
     reg         tl_r;
     wire [2:0] verdict = tl_user != `RSN_OK ? tl_user :
                          tl_err != `RSN_OK ? tl_err :
                          tl_short || tl_open ? `RSN_MSGLEN :
-                         tl_blocks != tl_want ? `RSN_MOLD : `RSN_OK;
+                         tl_blocks + {15'd0, tl_end} != tl_want ? `RSN_MOLD : `RSN_OK;
 
     assign s_axis_tready = !m_rec_valid || m_rec_ready;
     wire accept = s_axis_tvalid && s_axis_tready;
@@ -139,7 +143,7 @@ module itch_framer (
             tl_r <= 1'b0;
             pkt_done <= 1'b0;
             m_rec_valid <= 1'b0;
-            idx <= 16'd0;
+            idx <= 7'd0;
             need_r <= 17'd0;
             nblk <= 16'd0;
             err_r <= `RSN_OK;
@@ -166,10 +170,11 @@ module itch_framer (
                     tl_user <= s_axis_tuser;
                     tl_err <= err_r;
                     tl_short <= short;
-                    tl_open <= idx_next != 16'd0;
-                    tl_blocks <= nblk_next;
+                    tl_open <= idx_next != 7'd0;
+                    tl_blocks <= nblk;
+                    tl_end <= end_now;
                     tl_want <= want_blocks;
-                    idx <= 16'd0;
+                    idx <= 7'd0;
                     nblk <= 16'd0;
                     err_r <= `RSN_OK;
                 end
