@@ -385,6 +385,28 @@ void nd_release(struct rte_mbuf **held, uint16_t n)
     rte_pktmbuf_free_bulk(held, n);
 }
 
+/* The arrays one received burst is lent out in (Python's slot), as one argument:
+ * each pointer argument of a cffi call costs about as much as a short burst's C work. */
+struct nd_slot {
+    struct rte_mbuf **held;
+    int64_t *offsets;
+    uint32_t *lengths;
+    int64_t *stamps;
+    uint16_t size, n;
+};
+
+uint16_t nd_rx_slot(struct nd_queue *q, struct nd_slot *s, uint16_t max)
+{
+    s->n = nd_rx_burst(q, max < s->size ? max : s->size, s->held, s->offsets, s->lengths, s->stamps);
+    return s->n;
+}
+
+void nd_release_slot(struct nd_slot *s)
+{
+    rte_pktmbuf_free_bulk(s->held, s->n);
+    s->n = 0;
+}
+
 /* Send n mbufs of lengths[] bytes; the mbufs the queue did not take are freed. The
  * lengths come from the caller because sent mbufs are the driver's (maybe freed already). */
 static uint16_t tx_mbufs(struct nd_queue *q, struct rte_mbuf **mbufs, const uint32_t *lengths, uint16_t n)

@@ -70,6 +70,15 @@ ffibuilder.cdef("""
     uint16_t nd_rx_burst(struct nd_queue *q, uint16_t max, struct rte_mbuf **held, int64_t *offsets,
                          uint32_t *lengths, int64_t *stamps);
     void nd_release(struct rte_mbuf **held, uint16_t n);
+    struct nd_slot {
+        struct rte_mbuf **held;
+        int64_t *offsets;
+        uint32_t *lengths;
+        int64_t *stamps;
+        uint16_t size, n;
+    };
+    uint16_t nd_rx_slot(struct nd_queue *q, struct nd_slot *s, uint16_t max);
+    void nd_release_slot(struct nd_slot *s);
     int64_t nd_tx_copy(struct nd_queue *q, const uint8_t *buf, uint64_t buf_len, const int64_t *offsets,
                        const uint32_t *lengths, uint32_t n);
     int64_t nd_tx_held(struct nd_queue *q, struct rte_mbuf **held, const int64_t *offsets,

@@ -148,14 +148,18 @@ class Venue:
     the books first). ``hlog``: where telemetry writes its interval log. ``clock``: the
     TSC model that puts RX stamps and hop stamps on one timeline (without it, RX waits
     are not recorded). ``impl``: venue.c's steps in C, or their numpy reference.
-    ``now_ns``: the clock of the command timestamps (tests pin it).
+    ``now_ns``: the clock of the command timestamps (tests pin it). ``fused``: the whole
+    walk in one C call (engine/fastpath.py; same frames out, no journal; opt-in).
     """
 
     def __init__(self, port: Port, ip: str, mac: str | bytes, config: VenueConfig | None = None, *,
                  journal: str | None = None, hlog: str | None = None, clock: ClockModel | None = None,
-                 telemetry=None, burst_size: int = 64, impl: str = "c", now_ns=time.time_ns):
+                 telemetry=None, burst_size: int = 64, impl: str = "c", now_ns=time.time_ns,
+                 fused: bool = False):
         if impl not in ("c", "numpy"):
             raise ValueError(f"impl is 'c' or 'numpy', not {impl!r}")
+        if fused and journal:
+            raise ValueError("the fused path runs without a journal (it acknowledges before Python could write one)")
         self.port, self.config = port, config or VenueConfig()
         self.closed = False
         self.impl = impl if _venue_c is not None else "numpy"
@@ -218,10 +222,17 @@ class Venue:
         self.rejects: Counter = Counter()      # commands rejected, by RejectReason name
         if not recovered_feed:
             self._send_feed_start()
+        self._fused = None
+        if fused:     # opt-in: the whole walk in one C call (engine/fastpath.py)
+            from engine.fastpath import FusedPath
+            self._fused = FusedPath(self, _REJECT_CODE, _CANCEL_CODE, MAX_CLIENTS, REPLY_PAYLOAD)
+            self._poll_cycles = int(1e-3 * (1e9 / clock.ns_per_cycle if clock else _tsc_hz()))
 
     # -- the loop -----------------------------------------------------------------------
     def poll(self) -> int:
         """Take one burst through the pipeline; returns the frames received (0: idle)."""
+        if self._fused is not None:
+            return self._poll_fused()
         burst = self.port.rx_burst(self.burst_size)
         n = len(burst)
         if not n:
@@ -265,6 +276,41 @@ class Venue:
             if self.telemetry:   # the stages of bursts that carried orders, after the replies left
                 rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
                 self.telemetry.record_burst(st, n, rx_wait)
+        if self.telemetry:
+            self.telemetry.tick()
+        return n
+
+    # -- the fused path (engine/fastpath.py, opt-in) -----------------------------------------
+    def _poll_fused(self) -> int:
+        """poll() in C: one burst, or on AF_XDP every burst for about a millisecond."""
+        f, n = self._fused, 0
+        if f.polls_port:
+            n, bursts = f.poll_port(self.burst_size, rdtsc() + self._poll_cycles)
+            for s in bursts if self.telemetry else ():
+                rx_wait = None
+                if self.timeline:
+                    rx_wait = np.full(int(s[6]), int(int(s[0]) - int(s[8])) * self.clock.ns_per_cycle)
+                self.telemetry.record_burst(s[:6], int(s[6]), rx_wait)
+        else:
+            burst = self.port.rx_burst(self.burst_size)
+            n = len(burst)
+            if n:
+                st = self._stamps
+                commands, out = f.burst(burst, self.now_ns(), st)
+                stamps, source = burst.timestamps.copy(), burst.ts_source
+                self.port.release(burst)
+                for frames in out:
+                    self._tx(frames)
+                st[5] = rdtsc()
+                if commands and self.telemetry:
+                    rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
+                    self.telemetry.record_burst(st, n, rx_wait)
+            else:
+                self.port.release(burst)
+        if f.feed_seq != self.feed_seq:
+            self.feed_seq, self._feed_last = f.feed_seq, time.monotonic()
+        elif time.monotonic() - self._feed_last > FEED_HEARTBEAT_S:
+            self._send_feed(moldudp64.heartbeat(self.config.feed_session, self.feed_seq))
         if self.telemetry:
             self.telemetry.tick()
         return n
@@ -783,9 +829,15 @@ class Venue:
     def counters(self) -> dict:
         """Everything counted so far (see the module docstring for how they add up)."""
         port_drops = self._port_drops if self.closed else dict(self.port.stats().drops)
-        return {**self.counts, "port_drops": port_drops, "stack": self.stack.counters(),
-                "message_drops": dict(self.drops),
-                "rejects": dict(self.rejects), "feed_next_seq": self.feed_seq, "live_orders": self.book.live}
+        counts, drops, rejects = Counter(self.counts), Counter(self.drops), Counter(self.rejects)
+        if self._fused is not None:
+            c, d, r = self._fused.counts()
+            counts.update(c)
+            drops.update(d)
+            rejects.update({_reason_name(code): k for code, k in r.items()})
+        return {**counts, "port_drops": port_drops, "stack": self.stack.counters(),
+                "message_drops": dict(drops),
+                "rejects": dict(rejects), "feed_next_seq": self.feed_seq, "live_orders": self.book.live}
 
 
 def multicast_mac_array(group: str) -> np.ndarray:

@@ -62,7 +62,7 @@ except ImportError as _e:
                       "and then `make native`") from _e
 
 log = logging.getLogger("netio")
-_rx, _release = lib.nd_rx_burst, lib.nd_release
+_rx, _release = lib.nd_rx_slot, lib.nd_release_slot
 
 RUNTIME_DIR = "/var/run/dpdk"
 XSTAT_NAME = 64                       # RTE_ETH_XSTATS_NAME_SIZE
@@ -291,7 +291,7 @@ class _Slot:
     """
 
     __slots__ = ("owner", "size", "held", "offsets", "lengths", "stamps", "c_offsets", "c_lengths", "c_stamps",
-                 "n", "bursts", "buffer", "ts_source")
+                 "c", "n", "bursts", "buffer", "ts_source")
 
     def __init__(self, owner: object, buffer: np.ndarray, size: int, ts_source: TimestampSource):
         self.owner, self.buffer, self.size, self.ts_source = owner, buffer, size, ts_source
@@ -302,6 +302,8 @@ class _Slot:
         self.c_offsets = ffi.from_buffer("int64_t[]", self.offsets)
         self.c_lengths = ffi.from_buffer("uint32_t[]", self.lengths)
         self.c_stamps = ffi.from_buffer("int64_t[]", self.stamps)
+        self.c = ffi.new("struct nd_slot *", {"held": self.held, "offsets": self.c_offsets,
+                                              "lengths": self.c_lengths, "stamps": self.c_stamps, "size": size})
         self.n = 0
         self.bursts: dict[int, Burst] = {}
 
@@ -414,7 +416,7 @@ class DpdkPort(Port):
         slot = self._free_slots.pop() if self._free_slots else None
         if slot is None or slot.size < max_frames:
             slot = _Slot(self._slot_owner, self.buffer, max(64, max_frames), self._empty.ts_source)
-        n = _rx(q, max_frames, slot.held, slot.c_offsets, slot.c_lengths, slot.c_stamps)
+        n = _rx(q, slot.c, max_frames)
         if n == 0:
             self._free_slots.append(slot)
             return self._empty
@@ -428,7 +430,7 @@ class DpdkPort(Port):
             return   # an empty burst, one we did not lend, or one already handed back
         if slot.owner is not self._slot_owner:
             raise PortError("this burst was received on another port; release it there")
-        _release(slot.held, slot.n)
+        _release(slot.c)
         slot.n = 0
         self._free_slots.append(slot)
 

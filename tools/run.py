@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="venue and load generator on a veth pair, then the breakdown")
     p.add_argument("--rate", type=float, default=2000, help="--demo: orders per second (default %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    p.add_argument("--fused", action="store_true",
+                   help="the whole walk in one C call per burst (engine/fastpath.py); no --journal")
     return p
 
 
@@ -242,7 +244,8 @@ def run_venue(args) -> int:
             print(f"netio-run:   not faster because {step}", file=sys.stderr)
         sync = ClockSync(SystemClock())
         try:
-            venue = Venue(port, args.ip, mac, cfg, journal=args.journal, hlog=args.hlog, clock=sync.model)
+            venue = Venue(port, args.ip, mac, cfg, journal=args.journal, hlog=args.hlog, clock=sync.model,
+                          fused=args.fused)
         except (OSError, ValueError) as e:
             print(f"netio-run: venue: {e}", file=sys.stderr)
             return EXIT_VENUE

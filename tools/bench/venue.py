@@ -11,6 +11,8 @@ pinned to CPU 1.
   intended send time; a Python client in a namespace: includes its own costs).
 - ``venue_orders_per_s``: orders the venue took in per second of its busy window while the
   load generator offers far more than it can take (saturation); the burst size grows.
+- ``fused_*``: the same three with ``Venue(..., fused=True)``: the whole walk in C
+  (engine/fastpath.py), polling the AF_XDP port through its C table.
 - ``c_echo_rtt_us_*``: the same veth, a C libxdp echo server (tools/bench/c/xdp_ref.c)
   ping-ponged by the C generator (tools/bench/c/gen.c): the floor a venue's round trip
   stands on here.
@@ -41,14 +43,14 @@ SATURATION_RATE, SATURATION_S = 50_000, 3.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _venue_run(v: VethNamespace, rate: float, duration: float) -> tuple[dict, dict, float]:
+def _venue_run(v: VethNamespace, rate: float, duration: float, fused: bool = False) -> tuple[dict, dict, float]:
     """(venue telemetry TOTAL percentiles, load generator summary, orders/s in the busy window)."""
     ip = str(v.subnet.network_address + 10)
     before = os.sched_getaffinity(0)
     port = open_venue_port(v.host_if, "xdp", 0)
     try:
         sync = ClockSync(SystemClock())
-        venue = Venue(port, ip, v.host_mac, clock=sync.model)
+        venue = Venue(port, ip, v.host_mac, clock=sync.model, fused=fused)
         loadgen = v.popen(["taskset", "-c", LOADGEN_CPU, sys.executable, "-m", "tools.loadgen", "--venue", ip,
                            "--feed-iface", v.ns_ip, "--rate", str(rate), "--duration", str(duration), "--json"],
                           stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -83,11 +85,13 @@ def run() -> dict:
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         internal, light, _ = _venue_run(v, LIGHT_RATE, LIGHT_S)
         _, saturated, orders_per_s = _venue_run(v, SATURATION_RATE, SATURATION_S)
+        f_internal, f_light, _ = _venue_run(v, LIGHT_RATE, LIGHT_S, fused=True)
+        _, f_saturated, f_orders_per_s = _venue_run(v, SATURATION_RATE, SATURATION_S, fused=True)
         bench = Bench(v, *_compile(Path(tmp)))
         c_rtt_us = np.concatenate([bench.echo_ref() for _ in range(2)]) / 1000.0
         if iface.xdp_program(v.host_if) is not None:
             raise RuntimeError("an XDP program was left on the bench interface")
-    rtt = light["rtt_ns"]
+    rtt, f_rtt = light["rtt_ns"], f_light["rtt_ns"]
     c50, c99, c999 = np.percentile(c_rtt_us, [50, 99, 99.9])
     return {
         "light_rate_per_s": LIGHT_RATE,
@@ -100,6 +104,14 @@ def run() -> dict:
         "venue_orders_per_s": round(orders_per_s),
         "saturation_answered": saturated["answered"],
         "saturation_lost": sum(saturated["lost"].values()),
+        "fused_internal_ns_p50": int(f_internal["p50"]), "fused_internal_ns_p99": int(f_internal["p99"]),
+        "fused_internal_ns_p999": int(f_internal["p999"]),
+        "fused_rtt_us_p50": round(f_rtt["p50"] / 1000, 1), "fused_rtt_us_p99": round(f_rtt["p99"] / 1000, 1),
+        "fused_rtt_us_p999": round(f_rtt["p99.9"] / 1000, 1),
+        "fused_light_checks_passed": not f_light["failures"],
+        "fused_venue_orders_per_s": round(f_orders_per_s),
+        "fused_saturation_answered": f_saturated["answered"],
+        "fused_saturation_lost": sum(f_saturated["lost"].values()),
         "c_echo_rtt_us_p50": round(float(c50), 2), "c_echo_rtt_us_p99": round(float(c99), 2),
         "c_echo_rtt_us_p999": round(float(c999), 2),
     }

@@ -1,0 +1,591 @@
+/* engine._fastpath: the venue's fused burst loop (see fastpath.h).
+ *
+ * The stages are the other modules' C functions (linked in: stack.c, ouch.c, venue.c,
+ * risk.c, matching.c, moldudp64.c), called in engine/venue.py's order; what this file
+ * adds is what venue.py does in numpy between them: clients and tokens, per-datagram
+ * OUCH splitting, reply grouping per client, datagram cutting and the AF_XDP loop.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+#include "fastpath.h"
+#include "matching.h"
+#include "risk.h"
+#include "ouch.h"
+#include "venue.h"
+#include "moldudp64.h"
+#include "xdp_api.h"
+
+/* stack.c's interface (its structs live in stack.c; this one mirrors struct stk_datagram) */
+struct stk_config;
+struct stk_datagram {
+    int64_t offset;
+    uint32_t length, frame, src_ip, dst_ip;
+    uint16_t src_port, dst_port;
+    uint8_t src_mac[6];
+    uint16_t vlan;
+    uint32_t reserved;
+};
+uint32_t stk_process(struct stk_config *cfg, const uint8_t *bound, const uint8_t *buf, const int64_t *off,
+                     const uint32_t *len, uint32_t n, uint8_t *verdict, struct stk_datagram *dg,
+                     uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t rmax,
+                     uint32_t *n_replies, uint64_t *counts);
+uint32_t stk_build_udp(struct stk_config *cfg, const uint8_t *pbuf, const int64_t *poff, const uint32_t *plen,
+                       uint32_t n, const uint8_t *dst_mac, uint32_t mac_step, const uint32_t *dst_ip,
+                       uint32_t ip_step, const uint16_t *dst_port, uint32_t dport_step,
+                       const uint16_t *src_port, uint32_t sport_step, uint8_t *obuf, uint64_t ocap,
+                       int64_t *ooff, uint32_t *olen);
+
+#define REPLY_ROOM 2048             /* netio/stack.py: reply bytes per received frame */
+#define STK_MAX_GROUPS 32
+#define FRAME_HEADERS 46            /* Ethernet + 802.1Q + IPv4 + UDP */
+enum { EV_ACCEPTED = 1, EV_REJECTED = 2, EV_TRADE = 3 };   /* engine.commands.EventKind */
+
+/* OUCH 4.2 inbound message lengths (engine.ouch.INBOUND), type byte included */
+static const uint16_t IN_LEN[256] = {['O'] = 49, ['U'] = 47, ['X'] = 19, ['M'] = 20, ['N'] = 15};
+
+struct token_slot {                 /* (client, 14-byte OUCH token) -> core token; 0 = empty */
+    uint64_t id;
+    uint32_t client;
+    uint8_t token[14];
+    uint8_t pad[2];
+};
+
+struct client_slot { uint64_t key; uint32_t id, pad; };   /* key = ip << 16 | port, + 1 */
+
+struct grow { void *p; size_t cap; };
+
+struct priv {
+    struct token_slot *tokens;
+    uint64_t token_mask, n_tokens;
+    struct client_slot *clients;    /* 2 * max_clients slots */
+    uint64_t client_mask;
+    uint8_t *verdict;
+    struct stk_datagram *dg;
+    struct grow token_bytes, token_symbol;
+    struct grow scan_type, scan_off, scan_ctrl, payload_type, payload_off, msg_client, msg_type, msg_index, cmds, holds, events,
+        enters, replaces, cancels, venue_verdict, reply, reply_sorted, pkt_client, pkt_len, pkt_start,
+        dgram_off, dgram_len, dgram_ip, dgram_port, dgram_mac, itch, mold, mold_off, mold_len,
+        mold_seq, mold_count, out_buf, out_off, out_len;
+    int32_t *bid, *ask;
+    uint32_t *client_count;         /* [max_clients + 1] counting sort of replies */
+    uint32_t max_burst;
+};
+
+/* Room for `bytes` in g; what is new is zeroed (token 0 reads as no token, as in numpy). */
+static int need(struct grow *g, size_t bytes)
+{
+    if (bytes <= g->cap)
+        return 0;
+    size_t cap = g->cap ? g->cap : 4096;
+    while (cap < bytes)
+        cap *= 2;
+    uint8_t *p = realloc(g->p, cap);
+    if (!p)
+        return -1;
+    memset(p + g->cap, 0, cap - g->cap);
+    g->p = p;
+    g->cap = cap;
+    return 0;
+}
+
+uint64_t fp_tsc(void) { return __rdtsc(); }
+
+/* The counting-sort histogram of the grouping is sized by max_clients, set after fp_new. */
+static int ensure_clients(struct fp_venue *v, struct priv *p)
+{
+    if (p->clients)
+        return 0;
+    uint64_t size = 2;
+    while (size < 2 * (uint64_t)v->max_clients)
+        size *= 2;
+    p->clients = calloc(size, sizeof *p->clients);
+    p->client_count = calloc(v->max_clients + 1, sizeof *p->client_count);
+    p->bid = calloc(v->n_symbols + 1, sizeof(int32_t));
+    p->ask = calloc(v->n_symbols + 1, sizeof(int32_t));
+    p->client_mask = size - 1;
+    return p->clients && p->client_count && p->bid && p->ask ? 0 : -1;
+}
+
+struct fp_venue *fp_new(uint32_t max_burst)
+{
+    struct fp_venue *v = calloc(1, sizeof *v);
+    struct priv *p = calloc(1, sizeof *p);
+    if (!v || !p)
+        goto fail;
+    v->priv = p;
+    p->max_burst = max_burst;
+    p->token_mask = (1u << 16) - 1;
+    p->tokens = calloc(p->token_mask + 1, sizeof *p->tokens);
+    p->verdict = malloc(max_burst);
+    p->dg = malloc(max_burst * sizeof *p->dg);
+    v->reply_buf = malloc((size_t)max_burst * REPLY_ROOM);
+    v->reply_off = malloc((max_burst + STK_MAX_GROUPS) * sizeof(int64_t));
+    v->reply_len = malloc((max_burst + STK_MAX_GROUPS) * sizeof(uint32_t));
+    if (p->tokens && p->verdict && p->dg && v->reply_buf && v->reply_off && v->reply_len)
+        return v;
+fail:
+    fp_free(v);
+    return NULL;
+}
+
+void fp_free(struct fp_venue *v)
+{
+    if (!v)
+        return;
+    struct priv *p = v->priv;
+    if (p) {
+        struct grow *g = &p->token_bytes, *end = &p->out_len + 1;
+        for (; g < end; g++)
+            free(g->p);
+        free(p->tokens); free(p->clients); free(p->client_count); free(p->bid); free(p->ask);
+        free(p->verdict); free(p->dg);
+        free(p);
+    }
+    free(v->reply_buf); free(v->reply_off); free(v->reply_len);
+    free(v);
+}
+
+/* ---- clients and tokens (venue.py: _client_ids, _tokens) ---------------------------- */
+
+static uint32_t client_id(struct fp_venue *v, struct priv *p, const struct stk_datagram *d)
+{
+    uint64_t key = ((uint64_t)d->src_ip << 16 | d->src_port) + 1;
+    uint64_t i = (key * 0x9e3779b97f4a7c15ull) >> 20 & p->client_mask;
+    for (; p->clients[i].key; i = (i + 1) & p->client_mask)
+        if (p->clients[i].key == key)
+            return p->clients[i].id;
+    if (v->next_client >= v->max_clients)
+        return 0;                   /* its messages are dropped (too_many_clients) */
+    uint32_t cid = v->next_client++;
+    p->clients[i].key = key;
+    p->clients[i].id = cid;
+    v->client_ip[cid] = d->src_ip;
+    v->client_port[cid] = d->src_port;
+    memcpy(v->client_mac + 6 * (size_t)cid, d->src_mac, 6);
+    return cid;
+}
+
+static uint64_t token_hash(uint32_t client, const uint8_t *token)
+{
+    uint64_t h = client * 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 14; i++)
+        h = (h ^ token[i]) * 0x100000001b3ull;
+    return h ^ h >> 29;
+}
+
+static struct token_slot *token_slot(struct priv *p, uint32_t client, const uint8_t *token)
+{
+    uint64_t i = token_hash(client, token) & p->token_mask;
+    for (;; i = (i + 1) & p->token_mask) {
+        struct token_slot *s = &p->tokens[i];
+        if (!s->id || (s->client == client && !memcmp(s->token, token, 14)))
+            return s;
+    }
+}
+
+static int grow_tokens(struct priv *p)
+{
+    uint64_t size = 2 * (p->token_mask + 1);
+    struct token_slot *old = p->tokens, *t = calloc(size, sizeof *t);
+    if (!t)
+        return -1;
+    uint64_t old_size = p->token_mask + 1;
+    p->tokens = t;
+    p->token_mask = size - 1;
+    for (uint64_t i = 0; i < old_size; i++)
+        if (old[i].id)
+            *token_slot(p, old[i].client, old[i].token) = old[i];
+    free(old);
+    return 0;
+}
+
+/* Core tokens for the (client, token) pairs of n messages (token at msgs + k * size + at);
+ * new: unknown ones get fresh numbers (every pair consumes one, as dict.setdefault does). */
+static int tokens(struct fp_venue *v, struct priv *p, const uint32_t *client, const uint8_t *msgs, size_t size,
+                  size_t at, uint32_t n, int new, uint64_t *out, size_t out_step)
+{
+    if (new) {
+        if ((p->n_tokens + n) * 2 > p->token_mask && grow_tokens(p))
+            return -1;
+        if (need(&p->token_bytes, (v->next_token + n) * 14) ||
+            need(&p->token_symbol, (v->next_token + n) * sizeof(uint16_t)))
+            return -1;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        const uint8_t *tok = msgs + k * size + at;
+        struct token_slot *s = token_slot(p, client[k], tok);
+        uint64_t id = s->id;
+        if (new) {
+            uint64_t fresh = v->next_token++;
+            memcpy((uint8_t *)p->token_bytes.p + fresh * 14, tok, 14);
+            if (!id) {
+                s->id = id = fresh;
+                s->client = client[k];
+                memcpy(s->token, tok, 14);
+                p->n_tokens++;
+            }
+        }
+        *(uint64_t *)((uint8_t *)out + k * out_step) = id;
+    }
+    return 0;
+}
+
+/* ---- the walk ----------------------------------------------------------------------- */
+
+/* Commands of the burst's datagrams: per datagram OUCH split (bad packets counted and
+ * skipped), supported types from known clients kept, gathered per type. Returns count. */
+static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uint32_t n_dg, uint64_t now)
+{
+    uint32_t stats[OUCH_STAT_SIZE], n = 0, n_type[256] = {0};
+    for (uint32_t d = 0; d < n_dg; d++) {
+        const struct stk_datagram *g = &p->dg[d];
+        size_t cap = g->length / 3 + 1;
+        if (need(&p->payload_type, n + cap) || need(&p->payload_off, (n + cap) * 8) ||
+            need(&p->msg_client, (n + cap) * 4) || need(&p->scan_type, cap) ||
+            need(&p->scan_off, cap * 4) || need(&p->scan_ctrl, cap * 4))
+            return -1;
+        const uint8_t *type = p->scan_type.p;
+        const uint32_t *moff = p->scan_off.p;
+        memset(stats, 0, sizeof stats);
+        ouch_scan(buf + g->offset, g->length, 1, 'U', IN_LEN, p->scan_type.p, p->scan_off.p, p->scan_ctrl.p,
+                  stats);
+        for (int r = 0; r < 5; r++)
+            v->counts[FP_DROP_OUCH_REJECT + r] += stats[OUCH_STAT_REJECTS + r];
+        v->counts[FP_DROP_SOUP_CONTROL] += stats[OUCH_STAT_N_CTRL];
+        uint32_t cid = stats[OUCH_STAT_N_ORDER] ? client_id(v, p, g) : 0;
+        int64_t *abs_off = (int64_t *)p->payload_off.p;
+        uint32_t kept = 0;
+        for (uint32_t k = 0; k < stats[OUCH_STAT_N_ORDER]; k++) {
+            uint8_t t = type[k];
+            int64_t at = g->offset + moff[k];
+            if (t != 'O' && t != 'U' && t != 'X') {
+                v->counts[FP_DROP_UNSUPPORTED]++;
+                continue;
+            }
+            if (!cid) {
+                v->counts[FP_DROP_TOO_MANY_CLIENTS]++;
+                continue;
+            }
+            ((uint8_t *)p->payload_type.p)[n + kept] = t;
+            abs_off[n + kept] = at;
+            ((uint32_t *)p->msg_client.p)[n + kept] = cid;
+            n_type[t]++;
+            kept++;
+        }
+        n += kept;
+    }
+    v->counts[FP_DATAGRAMS] += n_dg;
+    v->counts[FP_MESSAGES] += n;
+    if (!n)
+        return 0;
+    if (need(&p->cmds, n * sizeof(struct command)) || need(&p->msg_type, n) || need(&p->msg_index, n * 4) ||
+        need(&p->enters, (n_type['O'] + 1) * 49) || need(&p->replaces, (n_type['U'] + 1) * 47) ||
+        need(&p->cancels, (n_type['X'] + 1) * 19) || need(&p->venue_verdict, n))
+        return -1;
+    struct command *cmds = p->cmds.p;
+    memset(cmds, 0, n * sizeof *cmds);
+    uint8_t *const dst[3] = {p->enters.p, p->replaces.p, p->cancels.p};
+    uint32_t next[3] = {0}, *index = p->msg_index.p, *client = p->msg_client.p;
+    uint8_t *mtype = p->msg_type.p;
+    const int64_t *abs_off = p->payload_off.p;
+    /* per-type client columns, for the token passes */
+    uint32_t *type_client[3];
+    if (need(&p->dgram_ip, (size_t)n * 4 * 3))
+        return -1;
+    for (int j = 0; j < 3; j++)
+        type_client[j] = (uint32_t *)p->dgram_ip.p + (size_t)j * n;
+    for (uint32_t k = 0; k < n; k++) {
+        uint8_t t = ((uint8_t *)p->payload_type.p)[k];
+        int j = t == 'O' ? 0 : t == 'U' ? 1 : 2;
+        uint32_t i = next[j]++;
+        memcpy(dst[j] + (size_t)i * IN_LEN[t], buf + abs_off[k], IN_LEN[t]);
+        type_client[j][i] = client[k];
+        mtype[k] = t;
+        index[k] = i;
+        cmds[k].client = client[k];
+        cmds[k].ts = now;
+    }
+    /* tokens in venue.py's order: enters (new), replaces' existing, replacements (new), cancels */
+    uint64_t *scratch;
+    if (need(&p->pkt_start, (size_t)n * 8))
+        return -1;
+    scratch = p->pkt_start.p;
+    static const struct { int j; size_t size, at; int new; int field; } pass[4] = {
+        {0, 49, 1, 1, 0}, {1, 47, 1, 0, 0}, {1, 47, 15, 1, 1}, {2, 19, 1, 0, 0}};
+    for (int q = 0; q < 4; q++) {
+        int j = pass[q].j;
+        if (!next[j])
+            continue;
+        if (tokens(v, p, type_client[j], dst[j], pass[q].size, pass[q].at, next[j], pass[q].new, scratch, 8))
+            return -1;
+        uint8_t want = j == 0 ? 'O' : j == 1 ? 'U' : 'X';
+        for (uint32_t k = 0; k < n; k++)
+            if (mtype[k] == want) {
+                if (pass[q].field)
+                    cmds[k].new_token = scratch[index[k]];
+                else
+                    cmds[k].token = scratch[index[k]];
+            }
+    }
+    return n;
+}
+
+/* Reply packets grouped per client (stable) and cut into datagrams (venue.py:
+ * _replies_c, _reply_datagrams). Returns the datagrams, payloads in p->reply_sorted. */
+static int64_t reply_datagrams(struct fp_venue *v, struct priv *p, uint32_t k)
+{
+    uint32_t *client = p->pkt_client.p, *size = p->pkt_len.p;
+    const uint8_t *payload = p->reply.p;
+    size_t total = 0;
+    int interleaved = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        total += size[i];
+        interleaved |= i && client[i] < client[i - 1];
+    }
+    if (need(&p->reply_sorted, total) || need(&p->pkt_start, (size_t)k * 16) ||
+        need(&p->dgram_off, k * 8) || need(&p->dgram_len, k * 4) || need(&p->dgram_ip, k * 4) ||
+        need(&p->dgram_port, k * 2) || need(&p->dgram_mac, k * 6))
+        return -1;
+    uint64_t *start = p->pkt_start.p, *order = start + k;
+    for (uint32_t i = 0, at = 0; i < k; at += size[i++])
+        start[i] = at;
+    if (interleaved) {              /* stable counting sort by client */
+        uint32_t *count = p->client_count;
+        memset(count, 0, (v->max_clients + 1) * sizeof *count);
+        for (uint32_t i = 0; i < k; i++)
+            count[client[i] + 1]++;
+        for (uint32_t c = 1; c <= v->max_clients; c++)
+            count[c] += count[c - 1];
+        for (uint32_t i = 0; i < k; i++)
+            order[count[client[i]]++] = i;
+    } else {
+        for (uint32_t i = 0; i < k; i++)
+            order[i] = i;
+    }
+    uint8_t *out = p->reply_sorted.p;
+    int64_t *doff = p->dgram_off.p;
+    uint32_t *dlen = p->dgram_len.p, *dip = p->dgram_ip.p, nd = 0;
+    uint16_t *dport = p->dgram_port.p;
+    uint8_t *dmac = p->dgram_mac.p;
+    uint64_t at = 0, run_start = 0, piece = 0;
+    uint32_t prev = 0;
+    for (uint32_t r = 0; r < k; r++) {
+        uint32_t i = order[r], c = client[i];
+        int head = !r || c != prev;
+        if (head)
+            run_start = at;
+        uint64_t pc = (at - run_start) / v->reply_payload;
+        if (head || pc != piece) {
+            if (nd)
+                dlen[nd - 1] = (uint32_t)(at - doff[nd - 1]);
+            doff[nd] = (int64_t)at;
+            dip[nd] = v->client_ip[c];
+            dport[nd] = v->client_port[c];
+            memcpy(dmac + 6 * nd, v->client_mac + 6 * (size_t)c, 6);
+            nd++;
+        }
+        piece = pc;
+        prev = c;
+        memcpy(out + at, payload + start[i], size[i]);
+        at += size[i];
+    }
+    dlen[nd - 1] = (uint32_t)(at - doff[nd - 1]);
+    v->counts[FP_REPLIES] += k;
+    return nd;
+}
+
+static int add_frames(struct fp_venue *v, struct priv *p, const uint8_t *pbuf, const int64_t *poff,
+                      const uint32_t *plen, uint32_t n, const uint8_t *mac, uint32_t step, const uint32_t *ip,
+                      const uint16_t *dport, const uint16_t *sport)
+{
+    size_t bytes = 0, used = 0;
+    for (uint32_t i = 0; i < n; i++)
+        bytes += plen[i] + FRAME_HEADERS;
+    for (uint32_t i = 0; i < v->n_out; i++)
+        used += v->out_len[i];
+    if (need(&p->out_buf, used + bytes) || need(&p->out_off, (v->n_out + n) * 8) ||
+        need(&p->out_len, (v->n_out + n) * 4))
+        return -1;
+    v->out_buf = p->out_buf.p;
+    v->out_off = p->out_off.p;
+    v->out_len = p->out_len.p;
+    uint32_t built = stk_build_udp(v->stack_cfg, pbuf, poff, plen, n, mac, step, ip, step, dport, step, sport,
+                                   0, v->out_buf + used, p->out_buf.cap - used, v->out_off + v->n_out,
+                                   v->out_len + v->n_out);
+    for (uint32_t i = 0; i < built; i++)
+        v->out_off[v->n_out + i] += (int64_t)used;
+    v->n_out += built;
+    return 0;
+}
+
+static int feed(struct fp_venue *v, struct priv *p, const struct event *ev, uint32_t n_ev,
+                const struct venue_tables *t)
+{
+    uint32_t n_msgs = 0;
+    if (need(&p->itch, (size_t)n_ev * 46 + 1))
+        return -1;
+    size_t len = venue_itch(ev, n_ev, t, p->itch.p, &n_msgs);
+    if (!n_msgs)
+        return 0;
+    size_t cap = 2 * len / (v->feed_max_payload - 20) + 2;
+    if (need(&p->mold, len + 20 * cap) || need(&p->mold_off, cap * 8) || need(&p->mold_len, cap * 4) ||
+        need(&p->mold_seq, cap * 8) || need(&p->mold_count, cap * 2))
+        return -1;
+    int error = 0;
+    uint64_t error_index = 0;
+    int64_t np = mold_pack(v->feed_session, v->feed_seq, p->itch.p, len, v->feed_max_payload, p->mold.p,
+                           p->mold_off.p, p->mold_len.p, p->mold_seq.p, p->mold_count.p, &error, &error_index);
+    if (np < 0)
+        return -1;
+    uint64_t count = 0;
+    for (int64_t i = 0; i < np; i++)
+        count += ((uint16_t *)p->mold_count.p)[i];
+    v->feed_seq += count;
+    v->counts[FP_FEED_MESSAGES] += count;
+    static const uint8_t no_mac[6];
+    return add_frames(v, p, p->mold.p, p->mold_off.p, p->mold_len.p, (uint32_t)np, no_mac, 0, &v->feed_ip,
+                      &v->feed_port, &v->feed_port);
+}
+
+int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, const uint32_t *len,
+                 uint32_t n, uint64_t now_ns, uint64_t *stamps)
+{
+    struct priv *p = v->priv;
+    stamps[0] = __rdtsc();
+    v->n_out = 0;
+    v->n_replies = 0;
+    if (n > p->max_burst || ensure_clients(v, p))
+        return -1;
+    v->counts[FP_RX_FRAMES] += n;
+    uint32_t n_dg = stk_process(v->stack_cfg, v->bound, buf, off, len, n, p->verdict, p->dg, v->reply_buf,
+                                (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
+                                p->max_burst + STK_MAX_GROUPS, &v->n_replies, v->stack_counts);
+    int64_t nc = n_dg ? parse(v, p, buf, n_dg, now_ns) : 0;
+    stamps[1] = __rdtsc();
+    if (nc <= 0)
+        return nc;
+    uint32_t nk = (uint32_t)nc;
+    struct command *cmds = p->cmds.p;
+    const uint32_t *index = p->msg_index.p;
+    struct venue_tables t = {v->tick, v->names, p->token_bytes.p, v->client_firm, v->reject_code,
+                             v->cancel_code, p->enters.p, p->replaces.p};
+    uint8_t *verdict = p->venue_verdict.p;
+    venue_commands(cmds, nk, p->msg_type.p, index, &t, p->cancels.p, v->n_symbols, v->venue_firms, v->n_firms,
+                   p->token_symbol.p, v->client_firm, verdict);
+    if (need(&p->holds, nk * sizeof(struct risk_hold)))
+        return -1;
+    const int32_t *bid = NULL, *ask = NULL;
+    if (v->mid_reference) {
+        const struct book *b = v->book;
+        for (uint32_t s = 0; s < v->n_symbols; s++) {
+            int32_t lb = b->best[2 * s], la = b->best[2 * s + 1];
+            p->bid[s] = lb >= 0 ? b->levels[lb].price : 0;
+            p->ask[s] = la >= 0 ? b->levels[la].price : 0;
+        }
+        bid = p->bid;
+        ask = p->ask;
+    }
+    risk_check(v->risk_limits, v->risk_state, cmds, nk, bid, ask, p->holds.p);
+    for (uint32_t k = 0; k < nk; k++)
+        if (verdict[k])
+            cmds[k].risk = verdict[k];
+    stamps[2] = __rdtsc();
+
+    /* matching (engine.matching.Matcher.run: events' cmd relative to the whole batch) */
+    uint32_t done = 0, n_ev = 0;
+    if (need(&p->events, 4096 * sizeof(struct event)))
+        return -1;
+    while (done < nk) {
+        uint32_t cap = (uint32_t)(p->events.cap / sizeof(struct event)), wrote = 0, room = 0;
+        struct event *ev = (struct event *)p->events.p + n_ev;
+        uint32_t consumed = match_run(v->book, cmds + done, nk - done, ev, cap - n_ev, &wrote, &room, NULL);
+        for (uint32_t e = 0; e < wrote; e++)
+            ev[e].cmd += done;
+        n_ev += wrote;
+        done += consumed;
+        if (done < nk && need(&p->events, (n_ev + (room > 4096 ? room : 4096)) * sizeof(struct event)))
+            return -1;
+    }
+    const struct event *ev = p->events.p;
+    risk_apply(v->risk_state, cmds, p->holds.p, ev, n_ev);
+    stamps[3] = __rdtsc();
+
+    v->counts[FP_COMMANDS] += nk;
+    for (uint32_t e = 0; e < n_ev; e++) {
+        v->counts[FP_FILLS] += ev[e].kind == EV_TRADE;
+        v->counts[FP_ACCEPTED] += ev[e].kind == EV_ACCEPTED;
+        if (ev[e].kind == EV_REJECTED)
+            v->rejects[ev[e].reason]++;
+    }
+    if (need(&p->reply, (size_t)n_ev * 2 * 83 + 1) || need(&p->pkt_client, n_ev * 8 + 4) ||
+        need(&p->pkt_len, n_ev * 8 + 4))
+        return -1;
+    uint32_t k = venue_replies(ev, n_ev, cmds, index, &t, p->reply.p, p->pkt_client.p, p->pkt_len.p);
+    if (k) {
+        int64_t nd = reply_datagrams(v, p, k);
+        if (nd < 0 || add_frames(v, p, p->reply_sorted.p, p->dgram_off.p, p->dgram_len.p, (uint32_t)nd,
+                                 p->dgram_mac.p, 1, p->dgram_ip.p, p->dgram_port.p, &v->order_port))
+            return -1;
+    }
+    if (feed(v, p, ev, n_ev, &t))
+        return -1;
+    stamps[4] = __rdtsc();
+    return nc;
+}
+
+/* ---- the AF_XDP loop ---------------------------------------------------------------- */
+
+static void send(struct fp_venue *v, const struct nx_burst_api *api, struct nx_xsk *x, const uint8_t *buf,
+                 uint64_t cap, const int64_t *off, const uint32_t *len, uint32_t n)
+{
+    if (!n)
+        return;
+    int64_t sent = api->tx_burst(x, buf, cap, off, len, n);
+    if (sent < 0)
+        sent = 0;
+    v->counts[FP_TX_FRAMES] += sent;
+    v->counts[FP_TX_RING_FULL] += n - sent;
+}
+
+int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
+                uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen)
+{
+    const struct nx_burst_api *api = api_;
+    struct nx_xsk *x = xsk;
+    struct priv *p = v->priv;
+    if (burst_size > p->max_burst)
+        burst_size = p->max_burst;
+    int64_t off[burst_size], rx_stamps[burst_size];
+    uint64_t hops[6];
+    uint32_t len[burst_size];
+    int64_t recorded = 0;
+    *frames_seen = 0;
+    while ((uint64_t)recorded < max_bursts && __rdtsc() < until_tsc) {
+        uint32_t n = api->rx_burst(x, burst_size, off, len, rx_stamps);
+        if (!n)
+            continue;
+        *frames_seen += n;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t nc = fp_burst(v, umem, off, len, n, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+                              hops);
+        api->release(x, off, n);
+        send(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
+             v->n_replies);
+        if (nc < 0)
+            return -1;
+        if (!nc)
+            continue;
+        send(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+        hops[5] = __rdtsc();
+        uint64_t *s = stamps + (size_t)recorded * FP_STAMPS;
+        memcpy(s, hops, sizeof hops);
+        s[6] = n;
+        s[7] = (uint64_t)nc;
+        s[8] = (uint64_t)rx_stamps[0];
+        recorded++;
+    }
+    return recorded;
+}

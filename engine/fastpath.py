@@ -1,0 +1,147 @@
+"""The venue's fused C path (cffi_build/fastpath.c): a whole burst in one C call.
+
+``Venue(..., fused=True)`` hands its state to a ``FusedPath``: the same Stack config,
+book, risk state and client arrays the Python pipeline uses, so both walk the same
+state. Clients and OUCH tokens move to C tables (the fused path runs without a journal:
+the Python pipeline journals clients, tokens and commands before acknowledging them).
+On an AF_XDP port ``poll`` runs fp_poll, which reads and sends through the port's C table
+(``XdpPort.c_api``) for up to ``POLL_S``; on other ports one burst per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine._fastpath import ffi, lib
+from netio.port import Burst
+from netio.stack import ip_int
+
+POLL_S = 1e-3           # fp_poll hands back to Python this often (status, telemetry, clock)
+POLL_BURSTS = 1024      # ... or after this many bursts with commands
+MAX_BURST = 256
+
+_COUNTS = ["rx_frames", "datagrams", "messages", "commands", "fills", "accepted", "replies",
+           "feed_messages", "tx_frames"]
+_DROPS = {lib.FP_TX_RING_FULL: "tx_ring_full", lib.FP_DROP_SOUP_CONTROL: "soup_control_packet",
+          lib.FP_DROP_UNSUPPORTED: "unsupported_message", lib.FP_DROP_TOO_MANY_CLIENTS: "too_many_clients"}
+
+
+def _addr(module_ffi, pointer) -> int:
+    return int(module_ffi.cast("uintptr_t", pointer))
+
+
+class FusedPath:
+    """The fused walk over ``venue``'s state (engine.venue.Venue, built with ``fused=True``)."""
+
+    def __init__(self, venue, reject_code: np.ndarray, cancel_code: np.ndarray, max_clients: int,
+                 reply_payload: int):
+        from engine import matching, risk
+        from netio import stack
+        from engine.ouch import Reject
+        self.venue = venue
+        self._drops = dict(_DROPS)
+        self._drops.update({lib.FP_DROP_OUCH_REJECT + i: r.value for i, r in enumerate(Reject)})
+        v = ffi.gc(lib.fp_new(MAX_BURST), lib.fp_free)
+        if v == ffi.NULL:
+            raise MemoryError("fp_new")
+        self.v, cfg = v, venue.config
+        self._keep = []
+        v.stack_cfg = ffi.cast("void *", _addr(stack.ffi, venue.stack._cfg))
+        v.bound = self._buf("uint8_t[]", venue.stack._bound)
+        v.stack_counts = self._buf("uint64_t[]", venue.stack._counts)
+        v.book = ffi.cast("void *", _addr(matching.ffi, venue.matcher._b))
+        self._risk_ffi = risk.ffi
+        v.risk_state = ffi.cast("void *", _addr(risk.ffi, venue.risk._state))
+        v.mid_reference = int(venue._mid_reference)
+        v.tick = self._buf("int64_t[]", venue.tick)
+        v.names = self._buf("uint8_t[]", venue.names)
+        v.n_symbols, v.n_firms = len(venue.names), len(venue.firms)
+        v.venue_firms = self._buf("uint8_t[]", venue.firms)
+        v.reject_code, v.cancel_code = self._buf("uint8_t[]", reject_code), self._buf("uint8_t[]", cancel_code)
+        v.client_ip = self._buf("uint32_t[]", venue.client_ip)
+        v.client_port = self._buf("uint16_t[]", venue.client_port)
+        v.client_mac = self._buf("uint8_t[]", venue.client_mac)
+        v.client_firm = self._buf("uint8_t[]", venue.client_firm)
+        v.max_clients, v.next_client, v.next_token = max_clients, venue._next_client, venue._next_token
+        v.order_port, v.feed_port = cfg.order_port, cfg.feed_port
+        v.feed_ip, v.feed_max_payload, v.reply_payload = ip_int(cfg.feed_group), cfg.feed_max_payload, reply_payload
+        v.feed_session = list(cfg.feed_session.encode().ljust(10))
+        v.feed_seq = venue.feed_seq
+        self._counts = ffi.cast("int64_t[%d]" % lib.FP_N_COUNTS, ffi.addressof(v, "counts"))
+        self._rejects = ffi.cast("int64_t[256]", ffi.addressof(v, "rejects"))
+        self._hops = ffi.new("uint64_t[6]")
+        self._stamps = np.zeros((POLL_BURSTS, lib.FP_STAMPS), np.uint64)
+        self._stamps_c = self._buf("uint64_t[]", self._stamps)
+        self._seen = ffi.new("uint64_t *")
+        self._reply_cap = MAX_BURST * 2048
+        self._reply_buf = np.frombuffer(ffi.buffer(v.reply_buf, self._reply_cap), np.uint8)
+        self._xdp = None
+        if hasattr(venue.port, "c_api") and hasattr(venue.port, "umem"):
+            xsk, api = venue.port.c_api()
+            self._xdp = (ffi.cast("void *", api), ffi.cast("void *", xsk), self._buf("uint8_t[]", venue.port.umem))
+
+    def _buf(self, ctype: str, array: np.ndarray):
+        p = ffi.from_buffer(ctype, array, require_writable=False)
+        self._keep.append(p)
+        return p
+
+    def _limits(self) -> None:
+        self.v.risk_limits = ffi.cast("void *", _addr(self._risk_ffi, self.venue.risk._active[1]))
+
+    def burst(self, burst: Burst, now_ns: int, stamps: np.ndarray) -> tuple[int, list[Burst]]:
+        """One received burst through the walk: (commands, bursts to send in order);
+        ``stamps[:5]`` get the first five hops."""
+        self._limits()
+        v = self.v
+        n = len(burst)
+        if n > MAX_BURST:
+            raise ValueError(f"the fused path takes bursts of at most {MAX_BURST} frames")
+        nc = lib.fp_burst(v, ffi.from_buffer("uint8_t[]", burst.buffer),
+                          ffi.from_buffer("int64_t[]", np.ascontiguousarray(burst.offsets, np.int64)),
+                          ffi.from_buffer("uint32_t[]", np.ascontiguousarray(burst.lengths, np.uint32)),
+                          n, now_ns, self._hops)
+        if nc < 0:
+            raise MemoryError("fp_burst: out of memory")
+        stamps[:5] = ffi.unpack(self._hops, 5)
+        out = []
+        if v.n_replies:
+            k = v.n_replies
+            out.append(Burst(self._reply_buf, _array(v.reply_off, k, np.int64), _array(v.reply_len, k, np.uint32),
+                             np.zeros(k, np.int64)))
+        if nc and v.n_out:
+            k = v.n_out
+            off, length = _array(v.out_off, k, np.int64), _array(v.out_len, k, np.uint32)
+            size = int(off[-1] + length[-1])
+            out.append(Burst(np.frombuffer(ffi.buffer(v.out_buf, size), np.uint8).copy(), off, length,
+                             np.zeros(k, np.int64)))
+        return nc, out
+
+    @property
+    def polls_port(self) -> bool:
+        """The port is AF_XDP: ``poll_port`` reads and sends from C."""
+        return self._xdp is not None
+
+    def poll_port(self, burst_size: int, until_tsc: int) -> tuple[int, np.ndarray]:
+        """fp_poll until ``until_tsc``: (frames received, per burst with commands: 6 hops,
+        frames, commands, RX stamp)."""
+        self._limits()
+        api, xsk, umem = self._xdp
+        k = lib.fp_poll(self.v, api, xsk, umem, burst_size, POLL_BURSTS, until_tsc, self._stamps_c, self._seen)
+        if k < 0:
+            raise MemoryError("fp_poll: out of memory")
+        return int(self._seen[0]), self._stamps[:k]
+
+    @property
+    def feed_seq(self) -> int:
+        return int(self.v.feed_seq)
+
+    def counts(self) -> tuple[dict, dict, dict]:
+        """(venue counts, message drops by reason, rejects by RejectReason code) so far."""
+        c = ffi.unpack(self._counts, lib.FP_N_COUNTS)
+        counts = {name: c[i] for i, name in enumerate(_COUNTS) if c[i]}
+        drops = {name: c[i] for i, name in self._drops.items() if c[i]}
+        r = ffi.unpack(self._rejects, 256)
+        return counts, drops, {code: n for code, n in enumerate(r) if n}
+
+
+def _array(pointer, n: int, dtype) -> np.ndarray:
+    return np.frombuffer(ffi.buffer(pointer, n * np.dtype(dtype).itemsize), dtype).copy()

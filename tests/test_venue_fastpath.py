@@ -1,0 +1,199 @@
+"""The venue's fused C path (engine/fastpath.py, cffi_build/fastpath.c) against the
+Python pipeline it fuses: the same frames in give the same frames out, byte for byte,
+and the same book, risk state and counters; and it runs the venue on AF_XDP."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from engine.venue import Venue
+from engine.venue_config import VenueConfig
+from tests.test_venue import (VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, enter, split_output)
+
+
+def random_flow(seed: int, n: int, clients: list[Client]) -> list[bytes]:
+    """Enters (some crossing, IOC, off-tick, unknown symbol or firm), replaces, cancels
+    (some of unknown tokens) from several clients, 1-5 messages a datagram."""
+    rng = np.random.default_rng(seed)
+    frames, live = [], {i: [] for i in range(len(clients))}
+    for k in range(n):
+        i = int(rng.integers(len(clients)))
+        msgs = []
+        for j in range(int(rng.integers(1, 6))):
+            r = rng.random()
+            stock = ["AAPL", "MSFT", "INTC", "ZZZZ"][int(rng.choice(4, p=[0.33, 0.33, 0.31, 0.03]))]
+            ref = {"AAPL": 1_900_000, "MSFT": 4_200_000, "INTC": 300_000, "ZZZZ": 100_000}[stock]
+            if r < 0.6 or not live[i]:
+                tok = f"C{i}K{k}J{j}" if rng.random() < 0.97 else f"C{i}DUP"
+                msgs.append(enter(tok, "BS"[int(rng.integers(2))], 100 * int(rng.integers(1, 6)), stock,
+                                  ref + 100 * int(rng.integers(-3, 4)) + (50 if rng.random() < 0.05 else 0),
+                                  tif=0 if rng.random() < 0.1 else 99999,
+                                  firm="XXXX" if rng.random() < 0.03 else "FIRM"))
+                live[i].append(tok)
+            elif r < 0.8:
+                old = live[i].pop(int(rng.integers(len(live[i]))))
+                msgs.append(dict(type="X", order_token=old if rng.random() < 0.9 else "GONE", shares=0))
+            else:
+                old = live[i].pop(int(rng.integers(len(live[i]))))
+                new = f"R{i}K{k}J{j}"
+                msgs.append(dict(type="U", existing_order_token=old, replacement_order_token=new,
+                                 shares=100 * int(rng.integers(1, 4)), price=1_900_000 + 100 * int(rng.integers(-3, 4)),
+                                 time_in_force=99999, display="Y", intermarket_sweep_eligibility="N",
+                                 minimum_quantity=0))
+                live[i].append(new)
+        frames.append(clients[i].frame(datagram(*msgs)))
+    return frames
+
+
+def run_venue(frames: list[bytes], fused: bool, burst_size: int = 64, per_poll: int = 64, **kw):
+    port = MemoryPort()
+    clock = iter(range(10**12, 10**13, 1000))
+    kw.setdefault("config", VenueConfig())
+    venue = Venue(port, VENUE_IP, VENUE_MAC, now_ns=lambda: next(clock), fused=fused, burst_size=burst_size, **kw)
+    for k in range(0, len(frames), per_poll):
+        port.inbox += frames[k:k + per_poll]
+        while venue.poll():
+            pass
+    venue.close()
+    return venue, port.sent
+
+
+def test_the_fused_path_sends_exactly_the_frames_of_the_python_pipeline_and_leaves_the_same_book():
+    """Random flow from three clients, in bursts of 1 to 64 frames: byte-identical
+    output frames, the same book hash, risk positions and counters."""
+    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
+    frames = random_flow(7, 600, clients)
+    for per_poll in (1, 7, 64):
+        py, sent_py = run_venue(frames, False, per_poll=per_poll)
+        fu, sent_fu = run_venue(frames, True, per_poll=per_poll)
+        assert len(sent_py) > 50
+        assert sent_fu == sent_py
+        assert fu.book.state_hash() == py.book.state_hash()
+        for name in ("position", "open_buy", "open_sell"):
+            assert np.array_equal(getattr(fu.risk, name), getattr(py.risk, name)), name
+        cp, cf = py.counters(), fu.counters()
+        for key in ("rx_frames", "datagrams", "messages", "commands", "fills", "accepted", "replies",
+                    "feed_messages", "tx_frames", "rejects", "message_drops", "feed_next_seq", "live_orders",
+                    "stack"):
+            assert cf.get(key) == cp.get(key), key
+    assert cp["fills"] > 50 and {"unknown_symbol", "invalid_price", "risk_other", "unknown_token"} <= set(cp["rejects"])
+
+
+def test_the_fused_path_applies_the_configs_limits_with_a_mid_reference_like_the_python_pipeline(tmp_path):
+    """Limits from the config (size, a price band around the book's mid, rate): the same
+    verdicts, frames and risk state on both paths."""
+    (tmp_path / "limits.toml").write_text(
+        "[defaults]\nmax_order_qty = 300\norders_per_second = 200\nburst = 50\n\n"
+        "[symbols.0]\nreference = \"mid\"\nprice_band_bps = 2\n")
+    (tmp_path / "venue.toml").write_text('limits = "limits.toml"\n')
+    cfg = VenueConfig.load(tmp_path / "venue.toml")
+    clients = [Client(f"10.9.0.{40 + i}", 42000 + i) for i in range(2)]
+    frames = random_flow(3, 300, clients)
+    py, sent_py = run_venue(frames, False, per_poll=5, config=cfg)
+    fu, sent_fu = run_venue(frames, True, per_poll=5, config=cfg)
+    assert sent_fu == sent_py
+    assert fu.book.state_hash() == py.book.state_hash()
+    assert fu.counters()["rejects"] == py.counters()["rejects"]
+    assert {"risk_size", "risk_price_band"} <= set(py.counters()["rejects"])
+
+
+def test_the_fused_path_answers_arp_and_drops_bad_ouch_like_the_python_pipeline():
+    """ARP and ICMP answered by the stack's C, malformed SoupBinTCP packets and
+    unsupported OUCH types dropped and counted by reason, good messages beside them kept."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import ARP, Ether
+    a = Client("10.9.0.7", 40007)
+    good = datagram(enter("A1", "B", 100, "AAPL", 1_900_000), enter("A2", "S", 100, "AAPL", 1_900_000))
+    frames = [bytes(Ether(src="02:00:00:00:00:0c", dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc="02:00:00:00:00:0c", psrc="10.9.0.7", pdst=VENUE_IP)),
+              bytes(Ether(src="02:00:00:00:00:0c", dst=VENUE_MAC) / IP(src="10.9.0.7", dst=VENUE_IP) / ICMP()),
+              a.frame(good[:20]),                                       # truncated
+              a.frame(b"\x00\x00" + b"\x00\x01Z" + good),               # empty, unknown packet type
+              a.frame(b"\x00\x01H" + good[:len(good) // 2 + 1] + (26).to_bytes(2, "big") + b"UM" + bytes(25)),
+              a.frame(good)]
+    _, sent_py = run_venue(frames, False)
+    fu, sent_fu = run_venue(frames, True)
+    py, _ = run_venue(frames, False)
+    assert sent_fu == sent_py
+    replies, _, _ = split_output(sent_fu, a.stack)
+    assert [r["type"] for r in replies].count("E") >= 2
+    assert fu.counters()["message_drops"] == py.counters()["message_drops"]
+    assert fu.counters()["message_drops"]
+    assert fu.counters()["stack"] == py.counters()["stack"]
+
+
+def test_sources_beyond_the_client_table_are_dropped_and_counted_on_the_fused_path(monkeypatch):
+    import engine.venue
+    monkeypatch.setattr(engine.venue, "MAX_CLIENTS", 2)       # room for client 1 only
+    a, b = Client("10.9.0.7", 40007), Client("10.9.0.8", 40008)
+    frames = [a.frame(datagram(enter("A1", "B", 100, "AAPL", 1_900_000))),
+              b.frame(datagram(enter("B1", "S", 100, "AAPL", 1_900_000), enter("B2", "S", 100, "AAPL", 1_900_000))),
+              a.frame(datagram(enter("A2", "B", 100, "AAPL", 1_800_000), dict(type="X", order_token="A1", shares=0)))]
+    venue, sent = run_venue(frames, True)
+    replies, _, _ = split_output(sent, a.stack)
+    assert [(r["type"], r["order_token"]) for r in replies] == [("A", "A1"), ("A", "A2"), ("C", "A1")]
+    assert split_output(sent, b.stack)[0] == []
+    counts = venue.counters()
+    assert counts["messages"] == 3 and counts["message_drops"] == {"too_many_clients": 2}
+
+
+def test_the_fused_path_refuses_a_journal(tmp_path):
+    """It acknowledges from C, before Python could journal: a journal is refused, not skipped."""
+    with pytest.raises(ValueError, match="journal"):
+        Venue(MemoryPort(), VENUE_IP, VENUE_MAC, journal=str(tmp_path / "j"), fused=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_netio_run_fused_on_af_xdp_answers_every_order_and_its_fills_match_the_feed(tmp_path):
+    """netio-run --fused --backend xdp on a veth (fp_poll reading and sending through the
+    port's C table): every order accepted, each cross filled on both sides, the feed's
+    executions those fills, no gap in the feed, SIGTERM stops it cleanly."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tests.test_venue import CLIENT_SCRIPT, ROOT, venue_address
+    n = 60
+    v = VethNamespace("vnfp")
+    try:
+        v.open()
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
+        venue = subprocess.Popen(
+            [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", "xdp", "--ip", venue_address(v),
+             "--fused", "--hlog", str(tmp_path / "venue.hlog"), "--duration", "30",
+             "--final-state", str(tmp_path / "final.json")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        try:
+            started = [venue.stderr.readline()]
+            while started[-1] and not started[-1].startswith("netio-run: venue at"):
+                started.append(venue.stderr.readline())
+            assert started[-1], "".join(started)
+            out = v.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(v), v.ns_ip, str(n)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=40)
+            assert out.returncode == 0, out.stderr
+            got = json.loads(out.stdout)
+            venue.send_signal(signal.SIGTERM)
+            _, err = venue.communicate(timeout=20)
+        finally:
+            if venue.poll() is None:
+                venue.kill()
+        assert venue.returncode == 143, err
+        assert iface.xdp_programs(v.host_if) == []
+    finally:
+        v.close()
+    replies, feed, seqs = got["replies"], got["feed"], got["seqs"]
+    assert {r["order_token"] for r in replies if r["type"] == "A"} == {f"E{k}" for k in range(1, n)}
+    fills = [r for r in replies if r["type"] == "E"]
+    assert len(fills) == 2 * (n // 2)
+    assert sorted(f["match_number"] for f in fills if f["liquidity_flag"] == "R") == \
+        sorted(m["match_number"] for m in feed if m["message_type"] == "E")
+    assert seqs and all(s + c == nxt for (s, c), (nxt, _) in zip(seqs, seqs[1:]))
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["counters"]["stack"]["received"] == final["counters"]["rx_frames"]
+    assert final["counters"]["commands"] == n and final["counters"]["fills"] == n // 2
