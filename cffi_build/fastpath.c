@@ -537,7 +537,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
 
 /* ---- the AF_XDP loop ---------------------------------------------------------------- */
 
-static void send(struct fp_venue *v, const struct nx_burst_api *api, struct nx_xsk *x, const uint8_t *buf,
+static void transmit(struct fp_venue *v, const struct nx_burst_api *api, struct nx_xsk *x, const uint8_t *buf,
                  uint64_t cap, const int64_t *off, const uint32_t *len, uint32_t n)
 {
     if (!n)
@@ -572,13 +572,13 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         int64_t nc = fp_burst(v, umem, off, len, n, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
                               hops);
         api->release(x, off, n);
-        send(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
+        transmit(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
              v->n_replies);
         if (nc < 0)
             return -1;
         if (!nc)
             continue;
-        send(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+        transmit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
         hops[5] = __rdtsc();
         uint64_t *s = stamps + (size_t)recorded * FP_STAMPS;
         memcpy(s, hops, sizeof hops);

@@ -48,28 +48,16 @@ module ipv4_rx (
     reg         over_r, inside_r;       // the frame is short of end_r if it ends in this beat:
     reg  [2:0]  last_lane_r;            //   always / unless lane last_lane_r is kept
 
+    wire        near = beat < 13'd16;   // within the first 128 bytes
     wire signed [8:0] rel = s_axis_rel;
 
-    // Where this beat's lanes lie in the header, worked out a beat ahead from rel + 8. The
-    // Ethernet layer's offset moves only at beat 1 (behind a tag), where no IPv4 byte can
-    // be, so a prediction that missed (ok low) means no header bytes in this beat.
-    reg  signed [8:0] relp_r;           // rel predicted for this beat
-    reg  [19:0] hit_r;                  // header byte g lies in this beat
-    reg         b0_r;                   // ... byte 0 (version, IHL)
-    reg  [3:0]  ge_r;                   // word w lies at or after the header's start
-    reg  [3:0]  lt_r;                   // ... before its end
-    reg         last_r;                 // the header's last byte lies in this beat
-    wire        ok = rel == relp_r;
-    wire        b0_here = ok && b0_r;
-    wire        known = b0_seen_r;
-    wire        end_here = ok && known && !done_r[0] && last_r;
+    // byte 0 (version, IHL) in this beat; the header is at least 20 bytes long, so its end,
+    // and the payload's start, are always reckoned from the registered IHL
+    wire        b0_here = near && rel >= -9'sd7 && rel <= 9'sd0;
     wire [6:0]  hlen = {1'b0, hdr[0][3:0], 2'b00};
-
-    // The header is at least 20 bytes long, so the beat after byte 0's lies inside it
-    // whole: the registered IHL is in time for every beat that needs it.
-    wire signed [8:0] hlen_s = $signed({2'd0, hlen});
-    wire signed [8:0] rel_next = rel + 9'sd8;
-    wire        near_next = beat < 13'd15 && !s_axis_tlast;   // headers lie in the first 128 bytes
+    wire        known = b0_seen_r;
+    wire signed [8:0] last_rel = $signed({2'd0, hlen}) - 9'sd1 - rel;
+    wire        end_here = near && known && !done_r[0] && last_rel >= 0 && last_rel < 8;
 
     wire accept = s_axis_tvalid && s_axis_tready;
 
@@ -79,40 +67,19 @@ module ipv4_rx (
     generate
         for (g = 0; g < 20; g = g + 1) begin : capture
             localparam signed [8:0] G = g;
-            wire [2:0] d = G[2:0] - rel[2:0];               // its lane, when hit_r[g]
+            wire signed [8:0] d = G - rel;
             always @(posedge clk)
                 if (rst) hdr[g] <= 8'd0;        // a defined length before the first header
-                else if (accept && ok && hit_r[g]) hdr[g] <= s_axis_tdata[d*8 +: 8];
-            always @(posedge clk)
-                if (rst) hit_r[g] <= 1'b0;
-                else if (accept) hit_r[g] <= near_next && rel_next <= G && rel_next > G - 9'sd8;
+                else if (accept && near && d >= 0 && d < 8) hdr[g] <= s_axis_tdata[d[2:0]*8 +: 8];
         end
         for (g = 0; g < 4; g = g + 1) begin : words_in_beat
             // the header is at least 20 bytes long: in byte 0's beat every later word is in it
             localparam signed [8:0] W = 2 * g;
-            wire in_hdr = ok && (b0_here || known) && !done_r[0] && ge_r[g] && (b0_here || lt_r[g]);
+            wire in_hdr = near && (b0_here || known) && !done_r[0] && rel + W >= 0 &&
+                          (b0_here || rel + W < $signed({2'd0, hlen}));
             assign word[g] = in_hdr ? {s_axis_tdata[16*g +: 8], s_axis_tdata[16*g + 8 +: 8]} : 16'd0;
-            always @(posedge clk)
-                if (rst) begin
-                    ge_r[g] <= 1'b0;
-                    lt_r[g] <= 1'b0;
-                end else if (accept) begin
-                    ge_r[g] <= near_next && rel_next + W >= 0;
-                    lt_r[g] <= b0_here || rel_next + W < hlen_s;
-                end
         end
     endgenerate
-
-    always @(posedge clk)
-        if (rst) begin
-            relp_r <= 9'sd0;
-            b0_r <= 1'b0;
-            last_r <= 1'b0;
-        end else if (accept) begin
-            relp_r <= s_axis_tlast ? $signed(-9'sd256) : rel_next;
-            b0_r <= near_next && rel_next >= -9'sd7 && rel_next <= 9'sd0;
-            last_r <= near_next && !b0_here && hlen_s - 9'sd1 - rel_next >= 0 && hlen_s - 9'sd1 - rel_next < 8;
-        end
 
     wire [15:0] totlen = {hdr[2], hdr[3]};
     // the header checks out when its one's-complement sum is 0xFFFF; the sum is below 2^21,
