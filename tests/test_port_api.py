@@ -1,5 +1,4 @@
 """The burst API shared by every backend: Burst views, and how backend="auto" falls back."""
-import numpy as np
 import pytest
 
 from netio import port as netio_port

@@ -10,12 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
 
 from netio import iface, tsc
 from netio.netns import VethNamespace, leftovers
+from wire import capture_in_namespace, frames_to, send_from_namespace
 from netio.port import Burst, PortError, PortUnavailable, TimestampSource, open_port
 
 pytestmark = [pytest.mark.root,
@@ -26,32 +24,6 @@ xdp = pytest.importorskip("netio.xdp", reason="netio._xdp is not built; run `mak
 PREFIX = "txd"
 MINE = f"{PREFIX}{os.getpid():x}x"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# Sends the hex frames read from stdin, one a line, out of the interface in argv[1].
-SEND = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((sys.argv[1], 0))
-    for line in sys.stdin:
-        s.send(bytes.fromhex(line.strip()))
-""")
-# Prints, as hex, the first argv[2] IPv4 frames arriving on argv[1] (or what came in 5 s).
-CAPTURE = textwrap.dedent("""
-    import socket, sys, time
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-    s.setsockopt(263, 23, 1)   # SOL_PACKET, PACKET_IGNORE_OUTGOING
-    s.bind((sys.argv[1], 0))
-    s.settimeout(0.2)
-    print("ready", flush=True)
-    want, end = int(sys.argv[2]), time.monotonic() + 5
-    while want and time.monotonic() < end:
-        try:
-            print(s.recv(65536).hex(), flush=True)
-            want -= 1
-        except socket.timeout:
-            pass
-""")
-
 
 @pytest.fixture(autouse=True, scope="module")
 def nothing_left_behind():
@@ -74,18 +46,6 @@ def veth():
     assert leftovers(v.ns_name) == []
 
 
-def frames_to(dst_mac: str, src_mac: str, sizes: list[int]) -> list[bytes]:
-    """IPv4/UDP frames made by scapy, each ``size`` bytes long with a numbered payload."""
-    out = []
-    for i, size in enumerate(sizes):
-        head = Ether(dst=dst_mac, src=src_mac) / IP(src="10.9.0.1", dst="10.9.0.2") / UDP(sport=4000 + i, dport=5000)
-        out.append(bytes(head / Raw(bytes((i + j) % 256 for j in range(size - len(head))))))
-    return out
-
-
-def send_from_namespace(v: VethNamespace, frames: list[bytes]) -> None:
-    v.run([sys.executable, "-c", SEND, v.ns_if], input="\n".join(f.hex() for f in frames),
-          text=True, check=True, timeout=30)
 
 
 def receive(port, count: int, timeout: float = 5.0) -> tuple[list[bytes], list[int], list[int]]:
@@ -126,18 +86,12 @@ def test_frames_sent_in_the_namespace_arrive_byte_exact_with_lengths_and_stamps(
 def test_tx_burst_frames_arrive_byte_exact_in_the_namespace(veth, mode):
     sent = frames_to(veth.ns_mac, veth.host_mac, [60, 100, 700, 1514] * 25)
     with xdp.XdpPort(veth.host_if, xdp_mode=mode) as port:
-        capture = veth.popen([sys.executable, "-c", CAPTURE, veth.ns_if, str(len(sent))],
-                             stdout=subprocess.PIPE, text=True)
-        try:
-            assert capture.stdout.readline().strip() == "ready"
+        def send():
             taken = 0
             while taken < len(sent):
                 taken += port.tx_burst(Burst.of(sent[taken:]))
-            out, _ = capture.communicate(timeout=30)
-        finally:
-            capture.kill()
+        assert capture_in_namespace(veth, len(sent), send) == sent
         stats = port.stats()
-    assert [bytes.fromhex(line) for line in out.split()] == sent
     assert stats.tx_packets == len(sent) and stats.tx_bytes == sum(map(len, sent))
 
 
@@ -159,9 +113,7 @@ def test_a_received_frame_can_be_sent_back_from_the_umem(veth):
     """Echo: swap the MACs in place and tx_burst the received burst itself."""
     sent = frames_to(veth.host_mac, veth.ns_mac, [90, 91, 92])
     with xdp.XdpPort(veth.host_if, xdp_mode="native") as port:
-        capture = veth.popen([sys.executable, "-c", CAPTURE, veth.ns_if, "3"], stdout=subprocess.PIPE, text=True)
-        try:
-            assert capture.stdout.readline().strip() == "ready"
+        def echo():
             send_from_namespace(veth, sent)
             echoed = 0
             end = time.monotonic() + 5
@@ -171,10 +123,7 @@ def test_a_received_frame_can_be_sent_back_from_the_umem(veth):
                     frame[:12] = np.concatenate([frame[6:12], frame[:6]])
                 echoed += port.tx_burst(burst)
                 port.release(burst)
-            out, _ = capture.communicate(timeout=30)
-        finally:
-            capture.kill()
-    back = [bytes.fromhex(line) for line in out.split()]
+        back = capture_in_namespace(veth, 3, echo)
     assert back == [f[6:12] + f[:6] + f[12:] for f in sent]
 
 
@@ -366,18 +315,17 @@ def test_a_fused_c_loop_drives_the_port_through_c_api(veth, tmp_path):
                       ctypes.c_int64]
     sent = frames_to(veth.host_mac, veth.ns_mac, [64, 128, 1500])
     with xdp.XdpPort(veth.host_if, xdp_mode="native") as port:
-        capture = veth.popen([sys.executable, "-c", CAPTURE, veth.ns_if, "3"], stdout=subprocess.PIPE, text=True)
-        try:
-            assert capture.stdout.readline().strip() == "ready"
+        echoed = []
+
+        def echo():
             send_from_namespace(veth, sent)
             port_addr, api_addr = port.c_api()
-            echoed = fused(port_addr, api_addr, port.umem.ctypes.data, port.umem.nbytes, 200_000_000, 5_000_000_000)
-            out, _ = capture.communicate(timeout=30)
-        finally:
-            capture.kill()
+            echoed.append(fused(port_addr, api_addr, port.umem.ctypes.data, port.umem.nbytes, 200_000_000,
+                                5_000_000_000))
+        back = capture_in_namespace(veth, 3, echo)
         assert port.stats().rx_packets == 3 and port.stats().tx_packets == 3
-    assert echoed == 3
-    assert [bytes.fromhex(line) for line in out.split()] == [f[6:12] + f[:6] + f[12:] for f in sent]
+    assert echoed == [3]
+    assert back == [f[6:12] + f[:6] + f[12:] for f in sent]
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a veth gets one queue per CPU at most")
