@@ -102,20 +102,23 @@ class RunLog:
 
 
 class _Clock:
-    """Turns a line's StartTimestamp into seconds since the log's start, as the
-    reference readers do: relative to BaseTime when given, else absolute unless
-    more than a year before StartTime."""
+    """Turns a line's StartTimestamp into seconds since the log's start: stamps are
+    relative to BaseTime when given, else absolute unless more than a year before
+    StartTime (the reference readers' rule); without StartTime the first interval
+    starts the clock."""
 
     def __init__(self) -> None:
         self.start: float | None = None
         self.base: float | None = None
 
     def offset(self, stamp: float) -> float:
-        if self.start is None:
-            self.start = stamp
         if self.base is None:
-            self.base = self.start if stamp < self.start - _YEAR_S else 0.0
-        return stamp + self.base - self.start
+            far_before = self.start is not None and stamp < self.start - _YEAR_S
+            self.base = self.start if far_before else 0.0
+        absolute = stamp + self.base
+        if self.start is None:
+            self.start = absolute
+        return absolute - self.start
 
 
 def _decode_line(line: str) -> tuple[str | None, float, float, HdrHistogram]:

@@ -149,7 +149,7 @@ def csv_report(runs: list[Breakdown]) -> str:
     rows = []
     for bd in runs:
         for r in bd.stages:
-            d = _stage_dict(r, bd)
+            d = {**_stage_dict(r, bd), "stage": r.name}
             rows.append([bd.label] + [d[k] for k in header[1:]])
     return _csv(header, rows)
 
