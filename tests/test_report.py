@@ -140,7 +140,7 @@ def test_the_stage_with_the_highest_p999_is_the_bottleneck_as_a_share_of_total(p
     _, out, _ = run_cli(capsys, pipeline_run[0])
     matching = next(ln for ln in out.splitlines() if ln.startswith("Matching "))
     assert matching.endswith("<- bottleneck")
-    assert f"Bottleneck: Matching, p99.9" in out and f"{bd.bottleneck.share:.0%} of TOTAL p99.9" in out
+    assert "Bottleneck: Matching, p99.9" in out and f"{bd.bottleneck.share:.0%} of TOTAL p99.9" in out
 
 
 def test_without_total_the_bottleneck_share_is_of_the_sum_of_stage_p999(tmp_path):

@@ -11,9 +11,8 @@ One interval carries a Matching stall, so the per-interval view has a spike.
 import argparse
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
-from .hlog import header_lines, interval_line
+from engine.telemetry import HlogWriter, StageHistogram
 
 # stage tag: (median ns, log-normal sigma, tail probability, tail scale ns)
 SHAPES = {
@@ -27,21 +26,6 @@ SHAPES = {
 STAMP_GAP_NS = 40  # per hop: the time between one stage's end stamp and the next one's start
 WIRE_NS = 7_500  # load generator stack + loopback, both ways
 START_TIME_S = 1_763_000_000.0
-
-
-def new_histogram() -> HdrHistogram:
-    """1 ns to 10 s at 3 significant digits, as netio's telemetry records."""
-    return HdrHistogram(1, 10_000_000_000, 3)
-
-
-def record(hist: HdrHistogram, values: np.ndarray) -> None:
-    """Record many values at once: quantised to the histogram's resolution first,
-    so each distinct bucket costs one call."""
-    v = np.maximum(values.astype(np.int64), 1)
-    shift = np.maximum(np.floor(np.log2(v)).astype(np.int64) - 10, 0)
-    v = (v >> shift) << shift
-    for value, count in zip(*np.unique(v, return_counts=True)):
-        hist.record_value(int(value), int(count))
 
 
 def draw_stages(rng: np.random.Generator, n: int, stall: bool = False) -> dict[str, np.ndarray]:
@@ -64,14 +48,13 @@ def write_example(path: str, intervals: int = 30, per_interval: int = 20_000, se
                   stall_at: int | None = 20, source: str | None = "open-loop") -> None:
     """Write a tagged interval log of a synthetic run to ``path``."""
     rng = np.random.default_rng(seed)
-    lines = header_lines(START_TIME_S, source)
+    writer = HlogWriter(path, start_time_s=START_TIME_S, comments=(f"[Source: {source}]",) if source else ())
     for i in range(intervals):
         for tag, values in draw_stages(rng, per_interval, stall=i == stall_at).items():
-            hist = new_histogram()
-            record(hist, values)
-            lines.append(interval_line(tag, float(i), 1.0, hist))
-    with open(path, "w", encoding="ascii") as f:
-        f.write("\n".join(lines) + "\n")
+            stage = StageHistogram(tag)
+            stage.record(np.maximum(values.astype(np.int64), 1))
+            writer.write(stage.synced(), START_TIME_S + i, START_TIME_S + i + 1, tag)
+    writer.close()
 
 
 def main() -> None:

@@ -215,23 +215,6 @@ def read_file(path: str, run: RunLog) -> int:
     return taken
 
 
-LEGEND = '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"'
-
-
-def header_lines(start_time_s: float, source: str | None = None) -> list[str]:
-    """The header a log of this format starts with (StartTime and BaseTime: line stamps are relative)."""
-    lines = [f"#[Source: {source}]"] if source else []
-    return lines + ["#[Histogram log format version 1.3]",
-                    f"#[StartTime: {start_time_s:.3f} (seconds since epoch)]",
-                    f"#[BaseTime: {start_time_s:.3f} (seconds since epoch)]", LEGEND]
-
-
-def interval_line(tag: str, start_s: float, length_s: float, hist: HdrHistogram) -> str:
-    """One tagged interval line as the reference writers write it (max in ms for ns values)."""
-    return (f"Tag={tag},{start_s:.3f},{length_s:.3f},{hist.get_max_value() / 1e6:.3f},"
-            f"{hist.encode().decode('ascii')}")
-
-
 def read_run(paths, unit: str = "ns") -> RunLog:
     """Read the .hlog files of one run (venue and load generator logs together)."""
     if unit not in UNITS_NS:
