@@ -398,22 +398,20 @@ def test_netio_run_exit_status_says_usage_error_or_port_that_cannot_open():
     assert refused.returncode == 3 and "vnuenosuch0" in refused.stderr
 
 
-def test_the_c_stages_make_exactly_the_commands_and_frames_of_their_numpy_reference(tmp_path):
-    """Random flow from three clients (enters, crosses, IOCs, replaces, cancels, unknown
-    tokens): impl="c" journals the same commands and sends the same frames, byte for
-    byte, as impl="numpy"."""
-    rng = np.random.default_rng(11)
-    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
-    frames, live = [], {i: [] for i in range(3)}
-    for k in range(400):
-        i = int(rng.integers(3))
+def random_flow(seed: int, n: int, clients: list[Client]) -> list[bytes]:
+    """Enters (some crossing, IOC, off-tick, unknown symbol or firm), replaces, cancels
+    (some of unknown tokens) from several clients, 1-5 messages a datagram."""
+    rng = np.random.default_rng(seed)
+    frames, live = [], {i: [] for i in range(len(clients))}
+    for k in range(n):
+        i = int(rng.integers(len(clients)))
         msgs = []
-        for j in range(int(rng.integers(1, 4))):
+        for j in range(int(rng.integers(1, 6))):
             r = rng.random()
             stock = ["AAPL", "MSFT", "INTC", "ZZZZ"][int(rng.choice(4, p=[0.33, 0.33, 0.31, 0.03]))]
             ref = {"AAPL": 1_900_000, "MSFT": 4_200_000, "INTC": 300_000, "ZZZZ": 100_000}[stock]
             if r < 0.6 or not live[i]:
-                tok = f"C{i}K{k}J{j}"
+                tok = f"C{i}K{k}J{j}" if rng.random() < 0.97 else f"C{i}DUP"
                 msgs.append(enter(tok, "BS"[int(rng.integers(2))], 100 * int(rng.integers(1, 6)), stock,
                                   ref + 100 * int(rng.integers(-3, 4)) + (50 if rng.random() < 0.05 else 0),
                                   tif=0 if rng.random() < 0.1 else 99999,
@@ -431,6 +429,15 @@ def test_the_c_stages_make_exactly_the_commands_and_frames_of_their_numpy_refere
                                  minimum_quantity=0))
                 live[i].append(new)
         frames.append(clients[i].frame(datagram(*msgs)))
+    return frames
+
+
+def test_the_c_stages_make_exactly_the_commands_and_frames_of_their_numpy_reference(tmp_path):
+    """Random flow from three clients (enters, crosses, IOCs, replaces, cancels, unknown
+    tokens): impl="c" journals the same commands and sends the same frames, byte for
+    byte, as impl="numpy"."""
+    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
+    frames = random_flow(11, 400, clients)
     sent = {}
     for impl in ("c", "numpy"):
         port = MemoryPort()

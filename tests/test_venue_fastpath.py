@@ -10,41 +10,7 @@ import pytest
 
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
-from tests.test_venue import (VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, enter, split_output)
-
-
-def random_flow(seed: int, n: int, clients: list[Client]) -> list[bytes]:
-    """Enters (some crossing, IOC, off-tick, unknown symbol or firm), replaces, cancels
-    (some of unknown tokens) from several clients, 1-5 messages a datagram."""
-    rng = np.random.default_rng(seed)
-    frames, live = [], {i: [] for i in range(len(clients))}
-    for k in range(n):
-        i = int(rng.integers(len(clients)))
-        msgs = []
-        for j in range(int(rng.integers(1, 6))):
-            r = rng.random()
-            stock = ["AAPL", "MSFT", "INTC", "ZZZZ"][int(rng.choice(4, p=[0.33, 0.33, 0.31, 0.03]))]
-            ref = {"AAPL": 1_900_000, "MSFT": 4_200_000, "INTC": 300_000, "ZZZZ": 100_000}[stock]
-            if r < 0.6 or not live[i]:
-                tok = f"C{i}K{k}J{j}" if rng.random() < 0.97 else f"C{i}DUP"
-                msgs.append(enter(tok, "BS"[int(rng.integers(2))], 100 * int(rng.integers(1, 6)), stock,
-                                  ref + 100 * int(rng.integers(-3, 4)) + (50 if rng.random() < 0.05 else 0),
-                                  tif=0 if rng.random() < 0.1 else 99999,
-                                  firm="XXXX" if rng.random() < 0.03 else "FIRM"))
-                live[i].append(tok)
-            elif r < 0.8:
-                old = live[i].pop(int(rng.integers(len(live[i]))))
-                msgs.append(dict(type="X", order_token=old if rng.random() < 0.9 else "GONE", shares=0))
-            else:
-                old = live[i].pop(int(rng.integers(len(live[i]))))
-                new = f"R{i}K{k}J{j}"
-                msgs.append(dict(type="U", existing_order_token=old, replacement_order_token=new,
-                                 shares=100 * int(rng.integers(1, 4)), price=1_900_000 + 100 * int(rng.integers(-3, 4)),
-                                 time_in_force=99999, display="Y", intermarket_sweep_eligibility="N",
-                                 minimum_quantity=0))
-                live[i].append(new)
-        frames.append(clients[i].frame(datagram(*msgs)))
-    return frames
+from tests.test_venue import VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, enter, random_flow, split_output
 
 
 def run_venue(frames: list[bytes], fused: bool, burst_size: int = 64, per_poll: int = 64, **kw):
