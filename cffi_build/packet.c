@@ -57,6 +57,28 @@ static int put_tag_back(uint8_t *frame, uint32_t mac_off, uint32_t hdrlen, uint3
     return 1;
 }
 
+/* Takes one ring frame into the burst: the stripped tag put back, a frame cut short by
+ * the slot counted and skipped. V2 and V3 headers differ in layout, so their fields come
+ * as pointers. Returns 1 when the frame was taken. */
+static uint32_t take_frame(struct pkt_ring *r, uint8_t *hdr, uint32_t hdrlen, uint32_t status,
+                           uint16_t tpid, uint16_t tci, uint16_t *mac, uint32_t *snaplen, uint32_t *wire_len,
+                           int64_t ns, int64_t *off, uint32_t *len, int64_t *ts)
+{
+    if ((status & TP_STATUS_VLAN_VALID) && put_tag_back(hdr + *mac, *mac, hdrlen, status, tpid, tci)) {
+        *mac -= 4;
+        *snaplen += 4;
+        *wire_len += 4;
+    }
+    if (*snaplen < *wire_len) {
+        r->too_long++;
+        return 0;
+    }
+    *off = (int64_t)(hdr - r->base) + *mac;
+    *len = *snaplen;
+    *ts = ns;
+    return 1;
+}
+
 static struct tpacket_block_desc *ring_block(struct pkt_ring *r, uint64_t i)
 {
     return (struct tpacket_block_desc *)(r->base + (size_t)(i % r->block_nr) * r->block_size);
@@ -84,21 +106,9 @@ uint32_t pkt_ring_rx(struct pkt_ring *r, uint32_t max, int64_t *off, uint32_t *l
             struct tpacket3_hdr *h = (struct tpacket3_hdr *)p;
             r->next += h->tp_next_offset;
             r->pkt++;
-            if ((h->tp_status & TP_STATUS_VLAN_VALID)
-                && put_tag_back(p + h->tp_mac, h->tp_mac, hdrlen, h->tp_status,
-                                h->hv1.tp_vlan_tpid, h->hv1.tp_vlan_tci)) {
-                h->tp_mac -= 4;
-                h->tp_snaplen += 4;
-                h->tp_len += 4;
-            }
-            if (h->tp_snaplen < h->tp_len) {
-                r->too_long++;
-                continue;
-            }
-            off[n] = (int64_t)(p - r->base) + h->tp_mac;
-            len[n] = h->tp_snaplen;
-            ts[n] = (int64_t)h->tp_sec * NSEC + h->tp_nsec;
-            n++;
+            n += take_frame(r, p, hdrlen, h->tp_status, h->hv1.tp_vlan_tpid, h->hv1.tp_vlan_tci, &h->tp_mac,
+                            &h->tp_snaplen, &h->tp_len, (int64_t)h->tp_sec * NSEC + h->tp_nsec,
+                            off + n, len + n, ts + n);
         }
         if (r->pkt < num)
             break;                  /* burst full inside this block */
@@ -136,20 +146,8 @@ uint32_t pkt_ring2_rx(struct pkt_ring *r, uint32_t max, int64_t *off, uint32_t *
             break;
         r->consumed++;
         uint8_t *p = (uint8_t *)h;
-        if ((h->tp_status & TP_STATUS_VLAN_VALID)
-            && put_tag_back(p + h->tp_mac, h->tp_mac, hdrlen, h->tp_status, h->tp_vlan_tpid, h->tp_vlan_tci)) {
-            h->tp_mac -= 4;
-            h->tp_snaplen += 4;
-            h->tp_len += 4;
-        }
-        if (h->tp_snaplen < h->tp_len) {
-            r->too_long++;
-            continue;
-        }
-        off[n] = (int64_t)(p - r->base) + h->tp_mac;
-        len[n] = h->tp_snaplen;
-        ts[n] = (int64_t)h->tp_sec * NSEC + h->tp_nsec;
-        n++;
+        n += take_frame(r, p, hdrlen, h->tp_status, h->tp_vlan_tpid, h->tp_vlan_tci, &h->tp_mac, &h->tp_snaplen,
+                        &h->tp_len, (int64_t)h->tp_sec * NSEC + h->tp_nsec, off + n, len + n, ts + n);
     }
     return n;
 }

@@ -166,7 +166,8 @@ class Telemetry:
 
     def summary(self) -> dict[str, HdrHistogram]:
         """Whole-run histograms of every stage that saw data, in pipeline order."""
-        return {tag: stage.synced() for tag, stage in self.run.items() if stage.synced().total_count}
+        synced = {tag: stage.synced() for tag, stage in self.run.items()}
+        return {tag: hist for tag, hist in synced.items() if hist.total_count}
 
     def close(self) -> None:
         """Log the last partial interval and close the log."""

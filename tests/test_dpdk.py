@@ -59,12 +59,8 @@ def nothing_left_behind():
 
 @pytest.fixture
 def veth():
-    v = VethNamespace(PREFIX)
-    try:
-        v.open()
+    with VethNamespace(PREFIX) as v:
         yield v
-    finally:
-        v.close()
 
 
 

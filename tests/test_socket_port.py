@@ -44,14 +44,10 @@ def nothing_left_behind():
 
 @pytest.fixture
 def veth():
-    v = VethNamespace(PREFIX)
-    try:
-        v.open()
+    with VethNamespace(PREFIX) as v:
         # the namespace's stack would leave UDP checksums to a NIC that a veth does not have
         iface.set_offloads(v.ns_if, tx_checksum=False, netns=v.ns_name)
         yield v
-    finally:
-        v.close()
 
 
 def stack_ip(v: VethNamespace) -> str:

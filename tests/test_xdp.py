@@ -35,14 +35,10 @@ def nothing_left_behind():
 @pytest.fixture
 def veth():
     """A veth pair set up as AF_XDP needs it: no TX checksum offload, GRO on both ends."""
-    v = VethNamespace(PREFIX)
-    try:
-        v.open()
+    with VethNamespace(PREFIX) as v:
         iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         yield v
-    finally:
-        v.close()
     assert leftovers(v.ns_name) == []
 
 
