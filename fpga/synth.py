@@ -63,8 +63,18 @@ def place_and_route(out: Path, device: str, freq_mhz: float) -> dict[str, float]
     data = json.loads(report.read_text())
     fmax = min(c["achieved"] for c in data["fmax"].values())
     slices = data.get("utilization", {}).get("TRELLIS_COMB", {})
+    path = max(data.get("critical_paths", []), key=lambda p: sum(s["delay"] for s in p["path"]))
     return {"fmax_mhz_ecp5": round(fmax, 2), "trellis_comb_used": slices.get("used", 0),
-            "trellis_comb_available": slices.get("available", 0)}
+            "trellis_comb_available": slices.get("available", 0),
+            # the worst path, for the next round of timing work: its delay and end cells
+            "critical_path_ns": round(sum(s["delay"] for s in path["path"]), 2),
+            "critical_path_from": _cell(path["path"][0]["from"]["cell"]),
+            "critical_path_to": _cell(path["path"][-1]["to"]["cell"])}
+
+
+def _cell(name: str) -> str:
+    """A netlist cell name shortened to the register it is (yosys appends _TRELLIS_FF_Q...)."""
+    return re.sub(r"_TRELLIS_FF_Q.*$", "", name)
 
 
 def run(out: Path = Path("build/synth"), device: str = "85k", freq_mhz: float = 156.25) -> dict:

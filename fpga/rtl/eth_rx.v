@@ -46,7 +46,9 @@ module eth_rx (
         if (beat == 13'd2 && vlan_r && type_b != 16'h0800) rsn = `RSN_ETH;
     end
 
-    assign s_axis_tready = !m_axis_tvalid || m_axis_tready;
+    // lock-step: every stage moves when the output may (no valid in the ready path, so the
+    // ready is one net from m_axis_tready to every stage's enables, not a chain of gates)
+    assign s_axis_tready = m_axis_tready;
     wire accept = s_axis_tvalid && s_axis_tready;
 
     always @(posedge clk) begin

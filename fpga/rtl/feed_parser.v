@@ -52,9 +52,9 @@ module feed_parser #(
     wire        e_last, i_last, u_last, m_last;
     wire [2:0]  e_user, i_user, u_user, m_user;
     wire [95:0] e_ts, i_ts, u_ts, m_ts;
-    wire [15:0] e_start, i_start, u_start, i_end, u_end;
+    wire [15:0] e_start, i_start, u_start, i_len, u_len;
     wire [31:0] i_dst;
-    wire signed [8:0] e_rel;
+    wire signed [8:0] e_rel, i_rel1, u_rel1;
     wire [63:0] m_seq;
     wire [3:0]  m_lo, m_hi;
     wire [15:0] m_count;
@@ -73,23 +73,23 @@ module feed_parser #(
         .s_axis_tlast(e_last), .s_axis_tuser(e_user), .s_axis_ts(e_ts), .s_axis_start(e_start),
         .s_axis_rel(e_rel),
         .m_axis_tdata(i_data), .m_axis_tkeep(i_keep), .m_axis_tvalid(i_valid), .m_axis_tready(i_ready),
-        .m_axis_tlast(i_last), .m_axis_tuser(i_user), .m_axis_ts(i_ts), .m_axis_start(i_start),
-        .m_axis_end(i_end), .m_axis_dst(i_dst));
+        .m_axis_tlast(i_last), .m_axis_tuser(i_user), .m_axis_ts(i_ts), .m_axis_start(i_start), .m_axis_rel1(i_rel1),
+        .m_axis_len(i_len), .m_axis_dst(i_dst));
 
     udp_rx #(.GROUPS(GROUPS)) udp (
         .clk(clk), .rst(rst), .cfg_port(cfg_port), .cfg_group(cfg_group), .cfg_group_en(cfg_group_en),
         .s_axis_tdata(i_data), .s_axis_tkeep(i_keep), .s_axis_tvalid(i_valid), .s_axis_tready(i_ready),
-        .s_axis_tlast(i_last), .s_axis_tuser(i_user), .s_axis_ts(i_ts), .s_axis_start(i_start),
-        .s_axis_end(i_end), .s_axis_dst(i_dst),
+        .s_axis_tlast(i_last), .s_axis_tuser(i_user), .s_axis_ts(i_ts), .s_axis_start(i_start), .s_axis_rel1(i_rel1),
+        .s_axis_len(i_len), .s_axis_dst(i_dst),
         .m_axis_tdata(u_data), .m_axis_tkeep(u_keep), .m_axis_tvalid(u_valid), .m_axis_tready(u_ready),
-        .m_axis_tlast(u_last), .m_axis_tuser(u_user), .m_axis_ts(u_ts), .m_axis_start(u_start),
-        .m_axis_end(u_end));
+        .m_axis_tlast(u_last), .m_axis_tuser(u_user), .m_axis_ts(u_ts), .m_axis_start(u_start), .m_axis_rel1(u_rel1),
+        .m_axis_len(u_len));
 
     mold_rx mold (
         .clk(clk), .rst(rst),
         .s_axis_tdata(u_data), .s_axis_tkeep(u_keep), .s_axis_tvalid(u_valid), .s_axis_tready(u_ready),
-        .s_axis_tlast(u_last), .s_axis_tuser(u_user), .s_axis_ts(u_ts), .s_axis_start(u_start),
-        .s_axis_end(u_end),
+        .s_axis_tlast(u_last), .s_axis_tuser(u_user), .s_axis_ts(u_ts), .s_axis_start(u_start), .s_axis_rel1(u_rel1),
+        .s_axis_len(u_len),
         .m_axis_tdata(m_data), .m_axis_tkeep(m_keep), .m_axis_tvalid(m_valid), .m_axis_tready(m_ready),
         .m_axis_tlast(m_last), .m_axis_tuser(m_user), .m_axis_ts(m_ts), .m_axis_seq(m_seq),
         .m_axis_lo(m_lo), .m_axis_hi(m_hi),
@@ -100,9 +100,12 @@ module feed_parser #(
 
     wire         r_valid, r_ready;
     wire [399:0] r_msg;
-    wire [15:0]  r_len;
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [15:0]  r_len;                 // the framer's own bench reads it; here r_fit says enough
+    /* verilator lint_on UNUSEDSIGNAL */
     wire [63:0]  r_seq;
     wire [95:0]  r_ts;
+    wire [22:0]  r_kind, r_fit;
     wire         pkt_done;
     wire [2:0]   pkt_reason;
 
@@ -113,19 +116,25 @@ module feed_parser #(
         .s_axis_tlast(m_last), .s_axis_tuser(m_user), .s_axis_ts(m_ts), .s_axis_seq(m_seq),
         .s_axis_count(m_count),
         .m_rec_valid(r_valid), .m_rec_ready(r_ready), .m_rec_msg(r_msg), .m_rec_len(r_len),
-        .m_rec_seq(r_seq), .m_rec_ts(r_ts), .pkt_done(pkt_done), .pkt_reason(pkt_reason));
+        .m_rec_seq(r_seq), .m_rec_ts(r_ts), .m_rec_kind(r_kind), .m_rec_fit(r_fit),
+ .pkt_done(pkt_done), .pkt_reason(pkt_reason));
 
     itch_decode decode (
         .clk(clk), .rst(rst),
-        .s_rec_valid(r_valid), .s_rec_ready(r_ready), .s_rec_msg(r_msg), .s_rec_len(r_len),
-        .s_rec_seq(r_seq), .s_rec_ts(r_ts),
+        .s_rec_valid(r_valid), .s_rec_ready(r_ready), .s_rec_msg(r_msg),
+        .s_rec_seq(r_seq), .s_rec_ts(r_ts), .s_rec_kind(r_kind), .s_rec_fit(r_fit),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready),
         .m_axis_tlast(m_axis_tlast),
         .rejects_unknown_type(rejects_unknown_type), .rejects_length(rejects_length));
 
-    always @(posedge clk) begin
-        if (rst) pkt_counts <= {8*32{1'b0}};
-        else if (pkt_done) pkt_counts[32*pkt_reason +: 32] <= pkt_counts[32*pkt_reason +: 32] + 32'd1;
-    end
+    // one counter per reason, each with its own incrementer (no shared adder behind a mux)
+    genvar r;
+    generate
+        for (r = 0; r < 8; r = r + 1) begin : counters
+            always @(posedge clk)
+                if (rst) pkt_counts[32*r +: 32] <= 32'd0;
+                else if (pkt_done && pkt_reason == r) pkt_counts[32*r +: 32] <= pkt_counts[32*r +: 32] + 32'd1;
+        end
+    endgenerate
 endmodule
 `default_nettype wire

@@ -1,7 +1,7 @@
 `timescale 1ns / 1ps
 `default_nettype none
-// ITCH 5.0 decoder: checks a raw message against its type's length (all 23 types) and
-// lays it out as one 128-byte normalized record (1024 bits, byte k at [8k+7:8k], integers
+// ITCH 5.0 decoder: checks a raw message against its type's length (all 23 types, looked
+// up by the framer: itch_types.vh) and lays it out as one 128-byte normalized record (1024 bits, byte k at [8k+7:8k], integers
 // little-endian), registered. Unknown types and length mismatches are counted, not emitted
 // (the software decoder's "unknown_type" and "length_mismatch" rejects).
 //
@@ -20,9 +20,10 @@ module itch_decode (
     input  wire          s_rec_valid,
     output wire          s_rec_ready,
     input  wire [399:0]  s_rec_msg,
-    input  wire [15:0]   s_rec_len,
     input  wire [63:0]   s_rec_seq,
     input  wire [95:0]   s_rec_ts,
+    input  wire [22:0]   s_rec_kind,      // one-hot: the type among the 23 (itch_types.vh), 0 if unknown
+    input  wire [22:0]   s_rec_fit,       // the message's length is type k's
 
     output reg  [1023:0] m_axis_tdata,
     output reg           m_axis_tvalid,
@@ -32,54 +33,54 @@ module itch_decode (
     output reg  [31:0]   rejects_unknown_type,
     output reg  [31:0]   rejects_length
 );
+    `include "itch_types.vh"
     // message byte k
     `define M(k) s_rec_msg[8*(k) +: 8]
-
-    function [7:0] wire_len(input [7:0] t);
-        case (t)
-            "S": wire_len = 8'd12;  "R": wire_len = 8'd39;  "H": wire_len = 8'd25;
-            "Y": wire_len = 8'd20;  "L": wire_len = 8'd26;  "V": wire_len = 8'd35;
-            "W": wire_len = 8'd12;  "K": wire_len = 8'd28;  "J": wire_len = 8'd35;
-            "h": wire_len = 8'd21;  "A": wire_len = 8'd36;  "F": wire_len = 8'd40;
-            "E": wire_len = 8'd31;  "C": wire_len = 8'd36;  "X": wire_len = 8'd23;
-            "D": wire_len = 8'd19;  "U": wire_len = 8'd35;  "P": wire_len = 8'd44;
-            "Q": wire_len = 8'd40;  "B": wire_len = 8'd19;  "I": wire_len = 8'd50;
-            "N": wire_len = 8'd20;  "O": wire_len = 8'd48;
-            default: wire_len = 8'd0;
-        endcase
-    endfunction
-
     // big-endian fields at fixed offsets
     `define BE32(k) {`M(k), `M(k+1), `M(k+2), `M(k+3)}
     `define BE64(k) {`BE32(k), `BE32(k+4)}
-
-    wire [7:0] typ = `M(0);
-    reg  [63:0] order_ref, new_ref, match, shares;
-    reg  [31:0] price;
-    reg  [7:0]  side;
+    // the type's wire length and field layout, and whether the message has that length
+    reg  [7:0]  want;
+    reg  [13:0] s_rec_sel;
+    integer k;
     always @* begin
-        order_ref = 64'd0; new_ref = 64'd0; match = 64'd0; shares = 64'd0; price = 32'd0; side = 8'd0;
-        case (typ)
-            "A", "F": begin order_ref = `BE64(11); side = `M(19); shares = {32'd0, `BE32(20)}; price = `BE32(32); end
-            "E":      begin order_ref = `BE64(11); shares = {32'd0, `BE32(19)}; match = `BE64(23); end
-            "C":      begin order_ref = `BE64(11); shares = {32'd0, `BE32(19)}; match = `BE64(23); price = `BE32(32); end
-            "X":      begin order_ref = `BE64(11); shares = {32'd0, `BE32(19)}; end
-            "D":      begin order_ref = `BE64(11); end
-            "U":      begin order_ref = `BE64(11); new_ref = `BE64(19); shares = {32'd0, `BE32(27)}; price = `BE32(31); end
-            "P":      begin order_ref = `BE64(11); side = `M(19); shares = {32'd0, `BE32(20)}; price = `BE32(32); match = `BE64(36); end
-            "Q":      begin shares = `BE64(11); price = `BE32(27); match = `BE64(31); end
-            "B":      begin match = `BE64(11); end
-            default:  ;
-        endcase
+        want = 8'd0;
+        s_rec_sel = 14'd0;
+        for (k = 0; k < `ITCH_TYPES; k = k + 1)
+            if (s_rec_kind[k]) begin
+                want = want | itch_len(itch_type(k));
+                s_rec_sel = s_rec_sel | itch_sel(itch_type(k));
+            end
     end
+    wire       fits = (s_rec_kind & s_rec_fit) != {`ITCH_TYPES{1'b0}};
+
+    // the message bytes, zero past the type's length (the framer leaves them as they fell)
+    reg  [399:0] msg;
+    integer b;
+    always @* begin
+        msg = 400'd0;
+        for (b = 0; b < 50; b = b + 1)
+            for (k = 0; k < `ITCH_TYPES; k = k + 1)
+                if (s_rec_kind[k] && itch_len(itch_type(k)) > b[7:0]) msg[8*b +: 8] = s_rec_msg[8*b +: 8];
+    end
+    `define IF(bit, w, v) ({w{s_rec_sel[bit]}} & (v))
+
+    wire [7:0]  typ       = `M(0);
+    wire [63:0] order_ref = `IF(`SEL_OREF, 64, `BE64(11));
+    wire [63:0] new_ref   = `IF(`SEL_NEWREF, 64, `BE64(19));
+    wire [7:0]  side      = `IF(`SEL_SIDE, 8, `M(19));
+    wire [63:0] shares    = `IF(`SEL_SH20, 64, {32'd0, `BE32(20)}) | `IF(`SEL_SH19, 64, {32'd0, `BE32(19)}) |
+                            `IF(`SEL_SH27, 64, {32'd0, `BE32(27)}) | `IF(`SEL_SH64, 64, `BE64(11));
+    wire [31:0] price     = `IF(`SEL_PR32, 32, `BE32(32)) | `IF(`SEL_PR31, 32, `BE32(31)) | `IF(`SEL_PR27, 32, `BE32(27));
+    wire [63:0] match     = `IF(`SEL_MT23, 64, `BE64(23)) | `IF(`SEL_MT36, 64, `BE64(36)) |
+                            `IF(`SEL_MT31, 64, `BE64(31)) | `IF(`SEL_MT11, 64, `BE64(11));
+    `undef IF
     `undef BE64
     `undef BE32
 
-    wire [7:0] want  = wire_len(typ);
-    wire       known = want != 8'd0;
-    wire       fits  = s_rec_len == {8'd0, want};
+    wire       known = s_rec_kind != {`ITCH_TYPES{1'b0}};
 
-    assign s_rec_ready = !m_axis_tvalid || m_axis_tready;
+    assign s_rec_ready = m_axis_tready;
     assign m_axis_tlast = 1'b1;
 
     always @(posedge clk) begin
@@ -95,10 +96,10 @@ module itch_decode (
                 m_axis_tvalid <= known && fits;
             end
         end
-        // the record register loads every message (its valid says whether it counts): no
-        // type check on the enable of a thousand flip-flops
-        if (s_rec_valid && s_rec_ready)
-            m_axis_tdata <= {40'd0, s_rec_msg, want, side, typ, {`M(3), `M(4)}, price,
+        // the record register loads whenever the stage moves (its valid says whether it
+        // counts): the enable of a thousand flip-flops is the ready net alone
+        if (s_rec_ready)
+            m_axis_tdata <= {40'd0, msg, want, side, typ, {`M(3), `M(4)}, price,
                              shares, match, new_ref, order_ref,
                              16'd0, {`M(5), `M(6), `M(7), `M(8), `M(9), `M(10)},
                              {`M(1), `M(2)}, s_rec_ts[15:0], s_rec_ts[47:16],

@@ -11,9 +11,10 @@
 // the expectation without counting a gap. The status registers settle three cycles after
 // the packet's last beat.
 //
-// s_axis_start and s_axis_end are used a beat late (registered here, for timing): the UDP
-// header's start is known two beats before the MoldUDP64 header begins, its length three
-// beats before the first message block.
+// s_axis_start is used a beat late (registered here, for timing): it is known two beats
+// before the MoldUDP64 header begins. The datagram's end is reckoned from the UDP length
+// (s_axis_len) and this layer's own position in the datagram (pos_r), not from an end
+// offset, so no two variables are added before the comparison.
 module mold_rx (
     input  wire        clk,
     input  wire        rst,
@@ -25,8 +26,9 @@ module mold_rx (
     input  wire        s_axis_tlast,
     input  wire [2:0]  s_axis_tuser,
     input  wire [95:0] s_axis_ts,
-    input  wire [15:0] s_axis_start,    // frame offset of the MoldUDP64 header; 16'hFFFF until known
-    input  wire [15:0] s_axis_end,      // frame offset just past the UDP datagram
+    input  wire [15:0] s_axis_start,    // frame offset of the MoldUDP64 header; 16'hFFFF until known ...
+    input  wire signed [8:0] s_axis_rel1, // ... subtracted from the next beat's lane 0 offset
+    input  wire [15:0] s_axis_len,      // UDP length, its 8-byte header included
 
     output reg  [63:0] m_axis_tdata,
     output reg  [7:0]  m_axis_tkeep,    // message-block bytes only ...
@@ -57,17 +59,21 @@ module mold_rx (
     reg         window_r;               // lo_r and hi_r are meaningful
     reg         past_r;                 // the MoldUDP64 header runs past the datagram
 
-    wire        known = start_r != 16'hFFFF;
+    reg         known;                  // start_r != 16'hFFFF, registered beside it
     reg  [2:0]  rel_r;                  // this beat's lane 0 minus start_r, mod 8, worked out a beat ahead
     wire [2:0]  rel = rel_r;
     // which header bytes the next beat holds, decided a beat ahead (from rel_next)
-    wire signed [8:0] rel_next = $signed({1'b0, beat[4:0] + 5'd1, 3'b000}) - $signed({1'b0, s_axis_start[7:0]});
+    wire signed [8:0] rel_next = s_axis_rel1;
     wire        near_next = beat < 13'd15;  // headers lie in the first 128 bytes
     reg  [19:0] hit_r;                 // byte g of the header lies in this beat
     reg         last_hit_r;             // the header's last byte lies in this beat
     wire        end_here = known && !done_r && last_hit_r;
     wire        accept = s_axis_tvalid && s_axis_tready;
-    wire [15:0] off1 = {beat + 13'd1, 3'b000};       // the next beat's lane 0
+    // the next beat's lane 0 offset, as counters (no adder on beat): minus the header's
+    // 20 bytes, and plus 16
+    reg  signed [16:0] off1m20_r;
+    reg  [15:0] off1p16_r;
+    reg  signed [16:0] pos_r;           // the next beat's lane 0 - start_r + 8: its offset in the datagram
 
     // header bytes as known after this beat (a heartbeat's header ends on its last beat)
     wire [7:0] h [0:19];
@@ -86,11 +92,11 @@ module mold_rx (
     endgenerate
 
     // message-block bytes: frame offsets [start + 20, end), worked out a beat ahead
-    function [3:0] clamp8(input signed [16:0] v);
-        clamp8 = v <= 0 ? 4'd0 : v >= 8 ? 4'd8 : v[3:0];
+    function [3:0] clamp8(input signed [16:0] v);     // bit tests, not comparators
+        clamp8 = v[16] ? 4'd0 : v[15:3] != 13'd0 ? 4'd8 : {1'b0, v[2:0]};
     endfunction
-    wire signed [16:0] to_start = $signed({1'b0, start_r}) + 17'sd20 - $signed({1'b0, off1});
-    wire signed [16:0] to_end   = $signed({1'b0, s_axis_end}) - $signed({1'b0, off1});
+    wire signed [16:0] to_start = $signed({1'b0, start_r}) - off1m20_r;
+    wire signed [16:0] to_end   = $signed({1'b0, s_axis_len}) - pos_r;
     reg  [3:0] frame_hi;                // the frame's bytes in this beat: lanes [0, frame_hi)
     integer k;
     always @* begin
@@ -125,7 +131,9 @@ module mold_rx (
     wire        hb    = count_r == 16'd0;
     wire        eos   = count_r == 16'hFFFF;
 
-    assign s_axis_tready = !m_axis_tvalid || m_axis_tready;
+    // lock-step: every stage moves when the output may (no valid in the ready path, so the
+    // ready is one net from m_axis_tready to every stage's enables, not a chain of gates)
+    assign s_axis_tready = m_axis_tready;
 
     always @(posedge clk) begin
         status_event <= 3'd0;
@@ -143,6 +151,9 @@ module mold_rx (
             started_r <= 1'b0;
             rsn_r <= `RSN_OK;
             start_r <= 16'hFFFF;
+            known <= 1'b0;
+            off1m20_r <= -17'sd12;
+            off1p16_r <= 16'd24;
             window_r <= 1'b0;
             judge_r <= 1'b0;
             judge2_r <= 1'b0;
@@ -162,22 +173,29 @@ module mold_rx (
                 m_axis_seq   <= seq;
                 m_axis_count <= count;
                 start_r  <= s_axis_start;
+                known    <= s_axis_start != 16'hFFFF;
                 rel_r    <= rel_next[2:0];
                 last_hit_r <= near_next && rel_next <= 9'sd19 && rel_next > 9'sd11;
                 window_r <= known;
                 lo_r     <= clamp8(to_start);
                 hi_r     <= clamp8(to_end);
-                past_r   <= $signed({1'b0, start_r}) + 17'sd20 > $signed({1'b0, s_axis_end});
+                past_r   <= s_axis_len < 16'd28;
+                pos_r    <= $signed({1'b0, off1p16_r}) - $signed({1'b0, s_axis_start});
                 m_axis_lo <= rsn == `RSN_OK && lo < hi ? lo : 4'd0;
                 m_axis_hi <= rsn == `RSN_OK && lo < hi ? hi : 4'd0;
                 if (end_here) done_r <= 1'b1;
                 rsn_r <= own;
                 if (beat != 13'h1FFF) beat <= beat + 13'd1;
+                off1m20_r <= off1m20_r + 17'sd8;
+                off1p16_r <= off1p16_r + 16'd8;
                 if (s_axis_tlast) begin
                     beat <= 13'd0;
+                    off1m20_r <= -17'sd12;
+                    off1p16_r <= 16'd24;
                     done_r <= 1'b0;
                     rsn_r <= `RSN_OK;
                     start_r <= 16'hFFFF;
+                    known <= 1'b0;
                     window_r <= 1'b0;
                 end
             end

@@ -25,8 +25,9 @@ module udp_rx #(
     input  wire        s_axis_tlast,
     input  wire [2:0]  s_axis_tuser,
     input  wire [95:0] s_axis_ts,
-    input  wire [15:0] s_axis_start,             // frame offset of the UDP header; 16'hFFFF until known
-    input  wire [15:0] s_axis_end,               // frame offset just past the IPv4 packet
+    input  wire [15:0] s_axis_start,             // frame offset of the UDP header; 16'hFFFF until known ...
+    input  wire signed [8:0] s_axis_rel1,        // ... subtracted from the next beat's lane 0 offset
+    input  wire [15:0] s_axis_len,               // IPv4 payload length
     input  wire [31:0] s_axis_dst,
 
     output wire [63:0] m_axis_tdata,
@@ -36,21 +37,22 @@ module udp_rx #(
     output wire        m_axis_tlast,
     output wire [2:0]  m_axis_tuser,
     output wire [95:0] m_axis_ts,
-    output wire [15:0] m_axis_start,             // frame offset of the UDP payload; 16'hFFFF until known
-    output wire [15:0] m_axis_end                // frame offset just past the UDP datagram
+    output wire [15:0] m_axis_start,             // frame offset of the UDP payload; 16'hFFFF until known ...
+    output reg  signed [8:0] m_axis_rel1,        // ... subtracted from the next beat's lane 0 offset
+    output wire [15:0] m_axis_len                // UDP length (header included)
 );
     reg  [12:0] beat;
     reg  [7:0]  hdr [0:7];
     reg         done_r;
     reg         judged_r;
     reg  [2:0]  rsn_r;
-    reg  [15:0] start_r;
+    reg  [15:0] pay_r;                  // s_axis_start + 8, a beat late
 
-    wire        known = start_r != 16'hFFFF;
-    reg  [2:0]  rel_r;                  // this beat's lane 0 minus start_r, mod 8, worked out a beat ahead
+    reg         known;                  // pay_r is meaningful
+    reg  [2:0]  rel_r;                  // this beat's lane 0 minus the header's start, mod 8, worked out a beat ahead
     wire [2:0]  rel = rel_r;
     // which header bytes the next beat holds, decided a beat ahead (from rel_next)
-    wire signed [8:0] rel_next = $signed({1'b0, beat[4:0] + 5'd1, 3'b000}) - $signed({1'b0, s_axis_start[7:0]});
+    wire signed [8:0] rel_next = s_axis_rel1;
     wire        near_next = beat < 13'd15;  // headers lie in the first 128 bytes
     reg  [7:0] hit_r;                 // byte g of the header lies in this beat
     reg         last_hit_r;             // the header's last byte lies in this beat
@@ -81,10 +83,9 @@ module udp_rx #(
             if (cfg_group_en[i] && cfg_group[32*i +: 32] == s_axis_dst) group_ok = 1'b1;
     end
 
-    wire [16:0] udp_end = {1'b0, start_r} + {1'b0, udplen};
     // the verdict, taken the beat after the header and registered
     wire [2:0] verdict = udplen < 16'd8 ? `RSN_IPHDR :
-                         udp_end > {1'b0, s_axis_end} ? `RSN_TRUNC :
+                         udplen > s_axis_len ? `RSN_TRUNC :
                          port != cfg_port || !group_ok ? `RSN_FILTER : `RSN_OK;
     wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && !done_r && !end_here ? `RSN_TRUNC : rsn_r;
 
@@ -95,8 +96,8 @@ module udp_rx #(
     assign s_axis_tready = m_axis_tready;
     assign m_axis_tuser  = s_axis_tuser != `RSN_OK ? s_axis_tuser : own;
     assign m_axis_ts     = s_axis_ts;
-    assign m_axis_start  = known ? start_r + 16'd8 : 16'hFFFF;
-    assign m_axis_end    = udp_end[15:0];
+    assign m_axis_start  = known ? pay_r : 16'hFFFF;
+    assign m_axis_len    = udplen;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -104,9 +105,11 @@ module udp_rx #(
             done_r <= 1'b0;
             judged_r <= 1'b0;
             rsn_r <= `RSN_OK;
-            start_r <= 16'hFFFF;
+            known <= 1'b0;
         end else if (accept) begin
-            start_r <= s_axis_tlast ? 16'hFFFF : s_axis_start;
+            known <= !s_axis_tlast && s_axis_start != 16'hFFFF;
+            pay_r <= s_axis_start + 16'd8;
+            m_axis_rel1 <= s_axis_rel1;         // a beat later, 8 bytes further: the same number
             rel_r <= rel_next[2:0];
             last_hit_r <= near_next && rel_next <= 9'sd7 && rel_next > -9'sd1;
             if (end_here) done_r <= 1'b1;

@@ -1,7 +1,8 @@
 `timescale 1ns / 1ps
 `default_nettype none
 // Bench harness: itch_framer with the payload lanes [lo, hi) worked out from tkeep here,
-// as mold_rx works them out a beat ahead in the parser.
+// as mold_rx works them out a beat ahead in the parser, and the record's bytes past its
+// length zeroed here, as itch_decode zeroes them.
 module itch_framer_harness (
     input  wire         clk,
     input  wire         rst,
@@ -23,6 +24,14 @@ module itch_framer_harness (
     output wire         pkt_done,
     output wire [2:0]   pkt_reason
 );
+    wire [399:0] msg;
+    genvar k;
+    generate
+        for (k = 0; k < 50; k = k + 1) begin : pad
+            assign m_rec_msg[8*k +: 8] = m_rec_len > k ? msg[8*k +: 8] : 8'd0;
+        end
+    endgenerate
+
     reg [3:0] lo, hi;
     integer i;
     always @* begin
@@ -38,7 +47,7 @@ module itch_framer_harness (
         .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .s_axis_tuser(s_axis_tuser), .s_axis_ts(s_axis_ts), .s_axis_seq(s_axis_seq),
         .s_axis_count(s_axis_count),
-        .m_rec_valid(m_rec_valid), .m_rec_ready(m_rec_ready), .m_rec_msg(m_rec_msg),
+        .m_rec_valid(m_rec_valid), .m_rec_ready(m_rec_ready), .m_rec_msg(msg),
         .m_rec_len(m_rec_len), .m_rec_seq(m_rec_seq), .m_rec_ts(m_rec_ts),
         .pkt_done(pkt_done), .pkt_reason(pkt_reason));
 endmodule

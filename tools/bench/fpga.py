@@ -57,6 +57,9 @@ def run() -> dict:
         "ffs": figures["ffs"],
         "brams": figures["brams"],
         "fmax_mhz_ecp5": figures["fmax_mhz_ecp5"],
+        "critical_path_ns": figures["critical_path_ns"],
+        "critical_path_from": figures["critical_path_from"],
+        "critical_path_to": figures["critical_path_to"],
         "target_mhz": figures["target_mhz"],
         "device": figures["device"],
     }
