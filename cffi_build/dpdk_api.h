@@ -5,7 +5,9 @@
  * runs netio's own burst code with no Python per burst. The port must stay open while
  * the loop runs. Semantics are those of DpdkPort.rx_burst / release / tx_burst:
  * offsets are into the port's buffer (DpdkPort.buffer), held[] keeps a received
- * burst's mbufs until release, tx_held sends a received burst's mbufs without a copy.
+ * burst's mbufs until release (which may reorder held[]: scratch after it), tx_held
+ * sends a received burst's mbufs without a copy. rx_burst polls the queue until max
+ * frames or an empty poll, so max may exceed what the PMD gives per call.
  */
 #ifndef NETIO_DPDK_API_H
 #define NETIO_DPDK_API_H

@@ -6,6 +6,7 @@
     burst = port.rx_burst(64)        # frames lie in port.buffer (the mempool's memory), no copy
     ...; port.release(burst)         # the mbufs go back to the pool
     port.tx_burst(Burst.of([frame])) # copied into fresh mbufs; a received burst is sent without a copy
+    queue, table = port.c_api()      # the same burst functions for a fused C loop (cffi_build/dpdk_api.h)
 
 What ``iface`` may be:
   * a kernel interface name: opened through ``net_af_packet`` (qpairs = ``queues``), the
@@ -25,9 +26,11 @@ What ``iface`` may be:
 EAL starts once per process, lazily, with the options of the first DpdkPort
 (``dpdk_args``, ``memory_mb``, ``file_prefix``, ``cores``, ``hugepages``); it cannot be
 restarted, so a later port asking for different EAL options gets a PortError. EAL
-stops at interpreter exit (after every device is closed). Devices stay configured
-while any DpdkPort on them is open; ``queues`` > 1 configures RSS over that many
-receive queues, one DpdkPort per queue.
+stops at interpreter exit (after every device is closed). The thread that opens the
+first port becomes EAL's main lcore: poll from it, because other threads have no lcore
+and so no mempool cache (every mbuf then comes from and goes back to the pool's shared
+ring). Devices stay configured while any DpdkPort on them is open; ``queues`` > 1
+configures RSS over that many receive queues, one DpdkPort per queue.
 
 Receive stamps: the NIC's (``TimestampSource.NIC``, via RTE_ETH_RX_OFFLOAD_TIMESTAMP
 and the mbuf timestamp dynfield) where the driver offers them (a net_pcap that offered
@@ -41,6 +44,7 @@ is not safe to call from a signal handler, and the kernel frees the rest with th
 from __future__ import annotations
 
 import atexit
+import collections
 import errno
 import itertools
 import logging
@@ -183,8 +187,15 @@ class _Device:
         lib.nd_log_clear()
         err = lib.nd_probe(spec.encode())
         if err and err != errno.EEXIST:   # EEXIST: EAL probed it at start-up (-a)
-            raise PortError(f"DPDK could not probe device `{spec}` ({_log_tail() or os.strerror(err)}); "
-                            "check the driver name and its arguments")
+            said = _log_tail() or os.strerror(err)
+            if "PACKET_FANOUT" in said:
+                # net_af_packet names its fanout group pid ^ ifindex: another process's group can have it
+                raise PortUnavailable(f"DPDK could not probe device `{spec}` ({said}); another process "
+                                      "holds a packet fanout group with the id net_af_packet derives from "
+                                      "this process's pid and the interface index; try again from another "
+                                      "process")
+            raise PortError(f"DPDK could not probe device `{spec}` ({said}); check the driver name and its "
+                            "arguments")
         self.probed = True
         port = ffi.new("uint16_t *")
         if lib.nd_port_by_name(name.encode(), port):
@@ -349,7 +360,9 @@ class DpdkPort(Port):
     ``queues`` receive/transmit queue pairs of the device (RSS when > 1);
     ``rx_timestamps`` "auto" | True | False; ``promiscuous`` (default True).
 
-    Release every received burst once; its Burst object is handed out again later.
+    ``rx_burst(max_frames)`` polls the queue until it has ``max_frames`` or the queue is
+    empty, so bursts may be larger than a PMD gives per poll (often 32). Release every
+    received burst once; its Burst object is handed out again later.
     """
 
     def __init__(self, iface: str, queue: int = 0, *, dpdk_args: str = "", memory_mb: int = 256,
@@ -394,7 +407,8 @@ class DpdkPort(Port):
         self._dstats = ffi.new("struct nd_stats *")
         self._stats = PortStats()
         self._empty = Burst.empty(device.ts_source)
-        self._free_slots: list[_Slot] = []
+        # a deque: a list going between 0 and 1 items reallocates on every pop and append
+        self._free_slots: collections.deque[_Slot] = collections.deque()
         self._slot_owner = object()
         self._tx_last: tuple[Burst, tuple] | None = None
         link = self.link()

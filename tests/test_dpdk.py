@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,7 @@ PREFIX = "tdpdk"
 MINE = f"{PREFIX}{os.getpid():x}x"
 EAL = {"file_prefix": f"dpdk-test-{os.getpid()}", "memory_mb": 256}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOL_PACKET, PACKET_FANOUT = 263, 18          # linux/if_packet.h
 
 # Opens a DPDK port with the keyword arguments in argv[2] (a Python dict literal) and
 # prints "opened", or the exception's class and message; then waits for stdin to close.
@@ -151,6 +153,19 @@ def test_net_af_xdp_named_as_a_device_spec_receives_byte_exact_and_leaves_no_pro
     assert iface.xdp_program(veth.host_if) is None, "closing the device detaches its XDP program"
 
 
+def test_a_packet_fanout_group_id_held_elsewhere_is_unavailable_and_says_so(veth):
+    """net_af_packet (DPDK 22.11) joins the fanout group pid ^ ifindex; a group with that id
+    on another interface (another process's, in real life) makes the kernel refuse it."""
+    group = (os.getpid() ^ socket.if_nametoindex(veth.host_if)) & 0xFFFF
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003)) as other:
+        other.bind(("lo", 0))
+        other.setsockopt(SOL_PACKET, PACKET_FANOUT, group)   # PACKET_FANOUT_HASH, no flags
+        with pytest.raises(PortUnavailable, match="packet fanout group"):
+            open_dpdk(veth.host_if)
+    with open_dpdk(veth.host_if) as port:                   # the group gone, the device opens
+        assert port.info.details["driver"] == "net_af_packet"
+
+
 def test_a_kernel_interface_that_does_not_exist_is_named_in_the_error():
     with pytest.raises(PortError, match="nosuchif0"):
         open_dpdk("nosuchif0")
@@ -205,6 +220,43 @@ def test_released_mbufs_are_reused_so_a_small_pool_carries_many_frames():
             port.release(burst)
         assert port.stats().drops == {}
     assert got == frames
+
+
+def test_a_burst_larger_than_64_gathers_up_to_max_frames_in_order():
+    frames = [i.to_bytes(2, "big") * 31 for i in range(300)]
+    with open_dpdk("net_ring10") as port:
+        assert port.tx_burst(Burst.of(frames)) == 300
+        first = port.rx_burst(256)
+        assert len(first) == 256
+        got = first.to_bytes()
+        port.release(first)
+        rest = port.rx_burst(256)
+        got += rest.to_bytes()
+        port.release(rest)
+        assert got == frames
+        assert port.in_use() == 0 and port.stats().rx_packets == 300
+
+
+def test_an_echo_the_device_still_holds_survives_release_byte_exact():
+    """Release frees mbufs nothing else holds in one put; an echoed burst's mbufs are still
+    queued in net_ring's ring after release, so they must stay intact until received again."""
+    frames = [bytes([i]) * (60 + i) for i in range(50)]
+    with open_dpdk("net_ring11") as port:
+        assert port.tx_burst(Burst.of(frames)) == len(frames)
+        burst = port.rx_burst(64)
+        assert port.tx_burst(burst) == len(frames)   # the same mbufs, one more reference each
+        port.release(burst)
+        assert port.in_use() == len(frames), "the ring still holds every echoed mbuf"
+        again = port.rx_burst(64)
+        assert again.to_bytes() == frames
+        port.release(again)
+        assert port.in_use() == 0
+        for _ in range(3):   # the pool's mbufs are whole again: a new round trip is byte-exact too
+            assert port.tx_burst(Burst.of(frames)) == len(frames)
+            burst = port.rx_burst(64)
+            assert burst.to_bytes() == frames
+            port.release(burst)
+        assert port.in_use() == 0 and port.stats().drops == {}
 
 
 def test_a_full_tx_ring_takes_what_fits_and_counts_the_rest():

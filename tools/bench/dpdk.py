@@ -1,32 +1,45 @@
-"""DPDK receive and send rates: netio.dpdk (ours, driven from Python) against dpdk-testpmd.
+"""DPDK receive and send rates: netio.dpdk against dpdk-testpmd on the same virtual devices.
 
-Ours and testpmd use the same virtual device with the same traffic, take turns in the
-same run (REPEATS times each, alternating), and run on the same CPU (RECEIVER_CPU:
-ours pinned there, testpmd's forwarding lcore mapped there, its idle main lcore on
-the other CPU); figures are medians. Both use bursts of 64 and 64-byte frames.
-Rates are read between two points WINDOW_S apart after WARMUP_S: ours with its own
-clock, testpmd with ``show port stats`` (Rx-pps/Tx-pps between two calls, timed by
-testpmd's TSC). Two device set-ups:
+What the headline ``dpdk_rx_pps``/``dpdk_tx_pps`` measure: netio's DPDK burst path driven
+from C, the way a netio application's fused loop runs a port (the venue's fused path does
+the same on AF_XDP): tools/bench/c/dpdk_fused.c calls the port's public C table
+(DpdkPort.c_api(), cffi_build/dpdk_api.h) in a loop, bursts of 64, 64-byte frames.
+``py_dpdk_*`` is the same loop in Python (port.rx_burst + port.release, port.tx_burst),
+which spends about 1 µs of Python per burst on top; ``b256_py_dpdk_*`` is that Python
+loop with bursts of 256 (against testpmd with bursts of 256), the same Python spread over
+four times the frames. ``*_ratio`` is ours / testpmd for each.
 
-- ``dpdk_*``/``testpmd_*`` (the headline): where DPDK alone is the work. Receive
-  from ``net_pcap`` replaying one pcap without end (``infinite_rx=1``: the generator
-  is the PMD copying the file's frames into mbufs), ours as the loop a netio
-  application runs (rx_burst(64) + release) against ``--forward-mode=rxonly``;
-  send into ``net_null``, ours looping tx_burst over one 64-frame burst (copied into
-  fresh mbufs per call, as every tx_burst of a burst not received on the port is)
-  against ``--forward-mode=txonly``.
-- ``afpacket_*``: ``net_af_packet`` on the root end of a veth pair. Receive: the
-  C generator tools/bench/c/gen.c floods from the namespace (pinned to the other
-  CPU); send: IPv4/UDP frames to the namespace's MAC, which its kernel drops. The
-  kernel's per-frame work (veth, packet socket rings) is most of the cost here
-  and shares a 2-core machine with the generator, so these figures are noisy and
-  bound by the kernel; ``afpacket_gen_pps`` is what the generator sent.
+Per frame, ours does at least what testpmd does:
 
-``fused_dpdk_*``: the burst-64 replay/null loops in C (tools/bench/c/dpdk_fused.c)
-through DpdkPort.c_api(), netio's own burst code without Python per burst; its ratios
-are against the burst-64 testpmd figures.
-``b256_*``: the replay/null pair again with bursts of 256 on both sides, where ours
-spends the same Python per call on four times the frames. ``*_ratio`` is ours / testpmd.
+- receive (against ``--forward-mode=rxonly``): both receive from ``net_pcap`` replaying
+  one pcap without end (``infinite_rx=1``: the generator is the PMD copying the file's
+  frames into fresh mbufs) and free the mbufs; ours also fills the burst's offsets,
+  lengths and stamps and counts frames and bytes.
+- send (against ``--forward-mode=txonly``): both take fresh mbufs from the pool, write a
+  frame into each and send it into ``net_null`` (which frees it). testpmd 22.11 gets the
+  mbufs raw (rte_mempool_get_bulk) and copies its 42 bytes of Ethernet/IPv4/UDP headers
+  into each (the payload bytes are left as they are); ours gets them raw too but resets
+  every mbuf (rte_pktmbuf_reset, as rte_pktmbuf_alloc_bulk does), copies the whole
+  64-byte frame from the caller's burst and checks each frame's bounds first
+  (DpdkPort.tx_burst's copy path).
+
+Ours and testpmd take turns in the same run (REPEATS times each, alternating), on the
+same CPU (RECEIVER_CPU: ours pinned there, testpmd's forwarding lcore mapped there, its
+idle main lcore on the other CPU); figures are medians. Rates are read between two
+points WINDOW_S apart after WARMUP_S: ours with its own clock, testpmd with ``show port
+stats`` (Rx-pps/Tx-pps between two calls, timed by testpmd's TSC).
+
+``*_instr_per_frame``: instructions per frame under callgrind (stable where the rates
+are noisy): ours for the C loop of the headline (CALLBURSTS bursts, counted from the
+loop's first to last instruction), testpmd for its forwarding lcore's thread over a
+run of CALLGRIND_S seconds (its start-up wait is a blocking read: no instructions).
+
+``afpacket_*``: ``net_af_packet`` on the root end of a veth pair, ours from the Python
+loop. Receive: the C generator tools/bench/c/gen.c floods from the namespace (pinned to
+the other CPU); send: IPv4/UDP frames to the namespace's MAC, which its kernel drops.
+The kernel's per-frame work (veth, packet socket rings) is most of the cost here and
+shares a 2-core machine with the generator, so these figures are noisy and bound by the
+kernel; ``afpacket_gen_pps`` is what the generator sent.
 """
 from __future__ import annotations
 
@@ -37,14 +50,10 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
-from scapy.utils import wrpcap
 
 from netio.dpdk import RUNTIME_DIR, DpdkPort
 from netio.netns import VethNamespace
@@ -58,6 +67,8 @@ BURST = 64
 WINDOW_S = 1.0
 WARMUP_S = 0.4
 REPEATS = 5
+CALLBURSTS = 5000          # bursts of ours under callgrind
+CALLGRIND_S = 4.0          # seconds of testpmd forwarding under callgrind
 EAL = {"file_prefix": f"bench-dpdk-{os.getpid()}", "memory_mb": 256}
 TESTPMD_EAL = ["--no-huge", "-m", "512", "--no-pci", "--no-telemetry", "--log-level", "lib.eal:warning",
                # lcore 0 (testpmd's main, mostly idle) on the other CPU, lcore 1 forwards on RECEIVER_CPU
@@ -78,6 +89,10 @@ class _pinned:
 
 
 def _frame(dst: str, src: str) -> bytes:
+    # scapy is imported here, not above: the callgrind driver imports this module under valgrind
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
     frame = bytes(Ether(dst=dst, src=src) / IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=9, dport=9)
                   / Raw(bytes(22)))
     assert len(frame) == FRAME_SIZE
@@ -118,19 +133,13 @@ def tx_ours(spec: str, frame: bytes, burst_size: int = BURST) -> float:
 
 
 class Fused:
-    """The same loops in C (tools/bench/c/dpdk_fused.c) through DpdkPort.c_api()."""
+    """The loops in C (tools/bench/c/dpdk_fused.c) through DpdkPort.c_api()."""
 
     def __init__(self, workdir: Path):
-        lib = str(workdir / "dpdk_fused.so")
-        subprocess.run(["gcc", "-O2", "-march=x86-64-v2", "-shared", "-fPIC", "-I", str(CFFI_BUILD), "-o", lib,
+        self.path = str(workdir / "dpdk_fused.so")
+        subprocess.run(["gcc", "-O2", "-march=x86-64-v2", "-shared", "-fPIC", "-I", str(CFFI_BUILD), "-o", self.path,
                         str(HERE / "c/dpdk_fused.c")], check=True)
-        self.lib = ctypes.CDLL(lib)
-        self.lib.fused_rx_pps.restype = self.lib.fused_tx_pps.restype = ctypes.c_double
-        self.lib.fused_rx_pps.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int64,
-                                          ctypes.c_int64]
-        self.lib.fused_tx_pps.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
-                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int64,
-                                          ctypes.c_int64]
+        self.lib = _load_fused(self.path)
 
     def rx(self, spec: str) -> float:
         with _pinned(), DpdkPort(spec, **EAL) as port:
@@ -139,9 +148,63 @@ class Fused:
     def tx(self, spec: str, frame: bytes) -> float:
         burst = Burst.of([frame] * BURST)
         with _pinned(), DpdkPort(spec, **EAL) as port:
-            return self.lib.fused_tx_pps(*port.c_api(), burst.buffer.ctypes.data, burst.buffer.nbytes,
-                                         burst.offsets.ctypes.data, burst.lengths.ctypes.data, BURST,
-                                         int(WARMUP_S * 1e9), int(WINDOW_S * 1e9))
+            return self.lib.fused_tx_pps(*port.c_api(), *_c_frames(burst), BURST, int(WARMUP_S * 1e9),
+                                         int(WINDOW_S * 1e9))
+
+    def instr_per_frame(self, rx_spec: str, tx_spec: str, frame: bytes) -> tuple[float, float]:
+        """Instructions per frame of the rx and tx loops under callgrind (CALLBURSTS bursts each)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "callgrind.out"
+            # one BLAS thread: numpy's spin-waiting helpers would add their instructions to the loop's
+            run = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                                  "-c", CALLGRIND_DRIVER, self.path, rx_spec, tx_spec, frame.hex()],
+                                 check=True, capture_output=True, text=True, cwd=HERE.parent.parent,
+                                 env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+            rx_frames, tx_frames = map(int, run.stdout.split())
+            dumps = dict(_callgrind_dump(f) for f in Path(tmp).glob("callgrind.out.*"))
+        return dumps["fused_rx_count"] / rx_frames, dumps["fused_tx_count"] / tx_frames
+
+
+def _callgrind_dump(path: Path) -> tuple[str, int]:
+    """(what triggered the dump, its instruction count) of one callgrind output file."""
+    text = path.read_text()
+    trigger = re.search(r"^desc: Trigger: (?:Client Request: )?(.*)$", text, re.MULTILINE).group(1)
+    return trigger.strip(), int(re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE).group(1))
+
+
+def _load_fused(path: str) -> ctypes.CDLL:
+    lib = ctypes.CDLL(path)
+    lib.fused_rx_pps.restype = lib.fused_tx_pps.restype = ctypes.c_double
+    lib.fused_rx_count.restype = lib.fused_tx_count.restype = ctypes.c_int64
+    rx = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int64]
+    tx = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
+          ctypes.c_uint32, ctypes.c_int64]
+    lib.fused_rx_pps.argtypes, lib.fused_rx_count.argtypes = rx + [ctypes.c_int64], rx
+    lib.fused_tx_pps.argtypes, lib.fused_tx_count.argtypes = tx + [ctypes.c_int64], tx
+    return lib
+
+
+def _c_frames(burst: Burst) -> tuple[int, int, int, int]:
+    """buffer, its size, offsets, lengths of ``burst`` as C addresses (the burst must outlive their use)."""
+    return burst.buffer.ctypes.data, burst.buffer.nbytes, burst.offsets.ctypes.data, burst.lengths.ctypes.data
+
+
+# Runs under callgrind: the C loops count their own instructions (dpdk_fused.c dumps them).
+CALLGRIND_DRIVER = """
+import os, sys
+from netio.dpdk import DpdkPort
+from netio.port import Burst
+from tools.bench.dpdk import BURST, CALLBURSTS, _c_frames, _load_fused
+lib, rx_spec, tx_spec, frame = sys.argv[1], sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
+lib = _load_fused(lib)
+eal = {"file_prefix": f"bench-dpdk-cg-{os.getpid()}", "memory_mb": 256}
+with DpdkPort(rx_spec, **eal) as port:
+    rx = lib.fused_rx_count(*port.c_api(), BURST, CALLBURSTS)
+burst = Burst.of([frame] * BURST)
+with DpdkPort(tx_spec, **eal) as port:
+    tx = lib.fused_tx_count(*port.c_api(), *_c_frames(burst), BURST, CALLBURSTS)
+print(rx, tx)
+"""
 
 
 # -- testpmd ---------------------------------------------------------------------------------
@@ -191,6 +254,36 @@ def testpmd_rate(spec: str, mode: str, dst_mac: str = "02:00:00:00:00:02", traff
     return float(re.search(rf"{key}:\s+(\d+)", out).group(1))
 
 
+def testpmd_instr_per_frame(spec: str, mode: str) -> float:
+    """Instructions per frame of testpmd's forwarding lcore (its own thread) under callgrind,
+    over CALLGRIND_S seconds of forwarding (fair scheduling, or the busy lcore starves the
+    command line and "stop" comes late)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        prefix = f"bench-testpmd-cg-{os.getpid()}"
+        pmd = subprocess.Popen(["valgrind", "--tool=callgrind", "--separate-threads=yes", "--fair-sched=yes",
+                                f"--callgrind-out-file={out}", "dpdk-testpmd", *TESTPMD_EAL,
+                                f"--file-prefix={prefix}", f"--vdev={spec}", "--", "-i", f"--forward-mode={mode}",
+                                f"--burst={BURST}", "--total-num-mbufs=8192", f"--txpkts={FRAME_SIZE}"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            pmd.stdin.write("start\n")
+            pmd.stdin.flush()
+            time.sleep(CALLGRIND_S)
+            said, _ = pmd.communicate("stop\nquit\n", timeout=120)
+        finally:
+            if pmd.poll() is None:
+                pmd.kill()
+                pmd.wait()
+            shutil.rmtree(os.path.join(RUNTIME_DIR, prefix), ignore_errors=True)
+        key = "RX-packets" if mode == "rxonly" else "TX-packets"
+        frames = max(int(n) for n in re.findall(rf"{key}:\s+(\d+)", said))
+        # the forwarding lcore: of the threads besides the main one (-01, start-up and command
+        # line), the one that ran the most instructions (the others wait in blocking reads)
+        return max(_callgrind_dump(f)[1] for f in Path(tmp).glob("callgrind.out-*")
+                   if not f.name.endswith("-01")) / frames
+
+
 # -- net_af_packet on a veth pair --------------------------------------------------------------
 class Veth:
     def __init__(self, veth: VethNamespace, gen: str):
@@ -221,43 +314,50 @@ class Veth:
         return testpmd_rate(self.spec, "txonly", dst_mac=self.v.ns_mac)
 
 
+# (ratio name prefix, ours, testpmd) for every ``*_ratio`` figure
+_PAIRS = (("", "dpdk", "testpmd"), ("py_", "py_dpdk", "testpmd"), ("b256_py_", "b256_py_dpdk", "b256_testpmd"),
+          ("afpacket_", "afpacket_dpdk", "afpacket_testpmd"))
+
+
 def _medians(runs: dict[str, list[float]]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, values in runs.items():
-        out[name] = round(statistics.median(values))
-    for prefix, reference in (("", ""), ("b256_", "b256_"), ("afpacket_", "afpacket_"), ("fused_", "")):
+    out: dict[str, float] = {name: round(statistics.median(values)) for name, values in runs.items()}
+    for prefix, ours, reference in _PAIRS:
         for way in ("rx", "tx"):
-            out[f"{prefix}{way}_ratio"] = round(out[f"{prefix}dpdk_{way}_pps"] / out[f"{reference}testpmd_{way}_pps"],
-                                                3)
+            out[f"{prefix}{way}_ratio"] = round(out[f"{ours}_{way}_pps"] / out[f"{reference}_{way}_pps"], 3)
     return out
 
 
 def run() -> dict:
-    runs: dict[str, list[float]] = {k: [] for k in (
-        "dpdk_rx_pps", "testpmd_rx_pps", "dpdk_tx_pps", "testpmd_tx_pps", "afpacket_dpdk_rx_pps",
-        "afpacket_testpmd_rx_pps", "afpacket_dpdk_tx_pps", "afpacket_testpmd_tx_pps", "afpacket_gen_pps",
-        "b256_dpdk_rx_pps", "b256_testpmd_rx_pps", "b256_dpdk_tx_pps", "b256_testpmd_tx_pps",
-        "fused_dpdk_rx_pps", "fused_dpdk_tx_pps")}
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    runs: dict[str, list[float]] = {f"{side}_{way}_pps": [] for _, *sides in _PAIRS for side in sides
+                                    for way in ("rx", "tx")}
+    runs["afpacket_gen_pps"] = []
     frame = _frame("02:00:00:00:00:02", "02:00:00:00:00:01")
     with tempfile.TemporaryDirectory() as tmp:
         pcap = Path(tmp) / "frames.pcap"
-        wrpcap(str(pcap), [Ether(frame)] * 256)
+        wrpcap(str(pcap), [Ether(frame)] * 256) 
         replay = f"net_pcap0,rx_pcap={pcap},infinite_rx=1"
         gen = str(Path(tmp) / "gen")
         subprocess.run(["gcc", "-O2", "-march=x86-64-v2", "-o", gen, str(HERE / "c/gen.c")], check=True)
         fused = Fused(Path(tmp))
+        rx_instr, tx_instr = fused.instr_per_frame(replay, "net_null0", frame)
+        instr = {"dpdk_rx_instr_per_frame": round(rx_instr, 1),
+                 "testpmd_rx_instr_per_frame": round(testpmd_instr_per_frame(replay, "rxonly"), 1),
+                 "dpdk_tx_instr_per_frame": round(tx_instr, 1),
+                 "testpmd_tx_instr_per_frame": round(testpmd_instr_per_frame("net_null0", "txonly"), 1)}
         with VethNamespace("bdpdk") as veth_ns:
             veth = Veth(veth_ns, gen)
             for _ in range(REPEATS):
-                runs["dpdk_rx_pps"].append(rx_ours(replay))
+                runs["dpdk_rx_pps"].append(fused.rx(replay))
                 runs["testpmd_rx_pps"].append(testpmd_rate(replay, "rxonly"))
-                runs["dpdk_tx_pps"].append(tx_ours("net_null0", frame))
+                runs["dpdk_tx_pps"].append(fused.tx("net_null0", frame))
                 runs["testpmd_tx_pps"].append(testpmd_rate("net_null0", "txonly"))
-                runs["fused_dpdk_rx_pps"].append(fused.rx(replay))
-                runs["fused_dpdk_tx_pps"].append(fused.tx("net_null0", frame))
-                runs["b256_dpdk_rx_pps"].append(rx_ours(replay, 256))
+                runs["py_dpdk_rx_pps"].append(rx_ours(replay))
+                runs["py_dpdk_tx_pps"].append(tx_ours("net_null0", frame))
+                runs["b256_py_dpdk_rx_pps"].append(rx_ours(replay, 256))
                 runs["b256_testpmd_rx_pps"].append(testpmd_rate(replay, "rxonly", burst_size=256))
-                runs["b256_dpdk_tx_pps"].append(tx_ours("net_null0", frame, 256))
+                runs["b256_py_dpdk_tx_pps"].append(tx_ours("net_null0", frame, 256))
                 runs["b256_testpmd_tx_pps"].append(testpmd_rate("net_null0", "txonly", burst_size=256))
                 rate, sent = veth.rx_ours()
                 runs["afpacket_dpdk_rx_pps"].append(rate)
@@ -265,5 +365,5 @@ def run() -> dict:
                 runs["afpacket_testpmd_rx_pps"].append(veth.rx_testpmd())
                 runs["afpacket_dpdk_tx_pps"].append(veth.tx_ours())
                 runs["afpacket_testpmd_tx_pps"].append(veth.tx_testpmd())
-    return {**_medians(runs), "frame_bytes": FRAME_SIZE, "burst": BURST, "repeats": REPEATS,
+    return {**_medians(runs), **instr, "frame_bytes": FRAME_SIZE, "burst": BURST, "repeats": REPEATS,
             "window_s": WINDOW_S}
