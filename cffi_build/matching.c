@@ -755,3 +755,94 @@ uint64_t match_tsc(void)
 {
     return stamp();
 }
+
+/* ---- books rebuilt from a feed (engine/feed.py) ------------------------------------ */
+
+static inline int32_t feed_find(const struct book *b, uint64_t ref)
+{
+    return h_find(b, 0, ref, h_hash(0, ref));
+}
+
+static uint8_t feed_add(struct book *b, uint64_t ref, uint16_t symbol, uint8_t side, int32_t price,
+                        uint32_t qty, uint64_t ts)
+{
+    if (symbol >= b->symbols)
+        return FEED_UNKNOWN_SYMBOL;
+    if (side != BUY && side != SELL)
+        return FEED_BAD_SIDE;
+    if (price <= 0)
+        return FEED_BAD_PRICE;
+    if (qty == 0)
+        return FEED_BAD_QTY;
+    if (feed_find(b, ref) >= 0)
+        return FEED_DUPLICATE_REF;
+    if (b->state[S_FREE_ORDER] < 0)
+        return FEED_POOL_FULL;
+    if (needs_missing_level(b, symbol, side_index(side), price))
+        return FEED_LEVELS_FULL;
+    struct taker t = { .ref = ref, .token = ref, .price = price, .qty = qty, .hash = h_hash(0, ref),
+                       .symbol = symbol, .side = side };
+    rest(b, &t, ts);
+    return FEED_OK;
+}
+
+static uint8_t feed_reduce(struct book *b, int32_t i, uint32_t shares)
+{
+    struct order *r = &b->orders[i];
+    if (shares == 0)
+        return FEED_BAD_QTY;
+    if (shares < r->qty) {
+        r->qty -= shares;
+        b->levels[r->level].qty -= shares;
+        return FEED_OK;
+    }
+    uint8_t status = shares > r->qty ? FEED_OVER_REDUCE : FEED_OK;
+    unlink_order(b, i);
+    free_order(b, i);
+    return status;
+}
+
+static uint8_t feed_replace(struct book *b, const struct feed_op *op, int32_t i)
+{
+    if (op->price <= 0)
+        return FEED_BAD_PRICE;
+    if (op->qty == 0)
+        return FEED_BAD_QTY;
+    if (op->new_ref != op->ref && feed_find(b, op->new_ref) >= 0)
+        return FEED_DUPLICATE_REF;
+    uint16_t symbol = b->orders[i].symbol;
+    uint8_t side = b->orders[i].side;
+    unlink_order(b, i);
+    free_order(b, i);
+    return feed_add(b, op->new_ref, symbol, side, op->price, op->qty, op->ts);
+}
+
+uint32_t feed_apply(struct book *b, const struct feed_op *ops, uint32_t n, uint8_t *status)
+{
+    uint32_t bad = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct feed_op *op = &ops[k];
+        uint8_t s;
+        if (op->kind == 'A' || op->kind == 'F') {
+            s = feed_add(b, op->ref, op->symbol, op->side, op->price, op->qty, op->ts);
+        } else {
+            int32_t i = feed_find(b, op->ref);
+            switch (op->kind) {
+            case 'E': case 'C': case 'X':
+                s = i < 0 ? FEED_UNKNOWN_REF : feed_reduce(b, i, op->qty);
+                break;
+            case 'D':
+                s = i < 0 ? FEED_UNKNOWN_REF : feed_reduce(b, i, b->orders[i].qty);
+                break;
+            case 'U':
+                s = i < 0 ? FEED_UNKNOWN_REF : feed_replace(b, op, i);
+                break;
+            default:
+                s = FEED_UNKNOWN_KIND;
+            }
+        }
+        status[k] = s;
+        bad += s != FEED_OK;
+    }
+    return bad;
+}

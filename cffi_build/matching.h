@@ -70,3 +70,29 @@ uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
 
 /* The CPU's time stamp counter, to calibrate the per-command stamps against a clock. */
 uint64_t match_tsc(void);
+
+/* One order-book change from a market-data feed (engine.feed.FEED_OP_DTYPE): ITCH 5.0's
+ * add ('A', 'F'), execute ('E', 'C'), cancel ('X'), delete ('D') and replace ('U').
+ * ref is the feed's order reference (the original one for 'U'); qty is the shares added,
+ * executed or canceled, or the replacement's shares. */
+struct feed_op {
+    uint64_t ref, new_ref, ts;
+    int32_t price;
+    uint32_t qty;
+    uint16_t symbol;
+    uint8_t kind, side;
+    uint8_t zero[4];
+};
+
+/* Why an op was not applied as it stands (engine.feed.FEED_STATUS names them). */
+enum feed_status {
+    FEED_OK = 0, FEED_UNKNOWN_REF = 1, FEED_DUPLICATE_REF = 2, FEED_UNKNOWN_SYMBOL = 3,
+    FEED_BAD_SIDE = 4, FEED_BAD_PRICE = 5, FEED_BAD_QTY = 6, FEED_OVER_REDUCE = 7,
+    FEED_POOL_FULL = 8, FEED_LEVELS_FULL = 9, FEED_UNKNOWN_KIND = 10
+};
+
+/* Apply ops[0..n) in order to a book keyed by the feed's order references (client 0,
+ * token = reference), resting orders where the feed says without matching them.
+ * status[i] gets a feed_status; FEED_OVER_REDUCE still removes the order (the feed says
+ * it is gone). Returns the ops that were not FEED_OK. */
+uint32_t feed_apply(struct book *b, const struct feed_op *ops, uint32_t n, uint8_t *status);

@@ -97,6 +97,7 @@ struct stk_config {
     uint16_t ip_id;                 /* identification of the next datagram we originate */
     uint8_t ttl;                    /* TTL of unicast datagrams we originate */
     uint8_t mcast_ttl;              /* TTL of multicast datagrams we originate */
+    uint8_t monitor;                /* watch only: deliver UDP whatever its addresses or VLAN, answer nothing */
 };
 
 struct stk_datagram {               /* one delivered UDP datagram */
@@ -407,14 +408,15 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
         l2.len += sizeof *v;
         type = ntohs(v->type);
     }
-    if (type == ETH_P_8021Q || type == ETH_P_8021AD || (l2.tci & 0x0fff) != x->cfg->vlan)
+    int monitor = x->cfg->monitor;
+    if (type == ETH_P_8021Q || type == ETH_P_8021AD || (!monitor && (l2.tci & 0x0fff) != x->cfg->vlan))
         return STK_BAD_VLAN;        /* stacked tags, or not our VLAN */
-    if (!mac_accepted(x->cfg, l2.eth->dst))
+    if (!monitor && !mac_accepted(x->cfg, l2.eth->dst))
         return STK_NOT_FOR_US;
     const uint8_t *p = f + l2.len;
     size_t n = len - l2.len;
     if (type == ETH_P_ARP_)
-        return rx_arp(x, &l2, p, n);
+        return monitor ? STK_ARP_IGNORED : rx_arp(x, &l2, p, n);
     if (type != ETH_P_IPV4)
         return STK_NOT_IPV4;
 
@@ -430,7 +432,7 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
     if (csum_fold(csum_add(p, ihl, 0)) != 0)
         return STK_BAD_IP_CHECKSUM;
     uint32_t dst = ntohl(ip->dst);
-    if (dst != x->cfg->ip && !(is_multicast_ip(dst) && joined(x->cfg, dst))
+    if (!monitor && dst != x->cfg->ip && !(is_multicast_ip(dst) && joined(x->cfg, dst))
         && !(dst == ALL_HOSTS && ip->proto == IPPROTO_IGMP && x->cfg->n_groups))
         return STK_NOT_FOR_US;
     if (ntohs(ip->frag) & (IP_MF | IP_OFFMASK))
@@ -441,9 +443,9 @@ static int rx_frame(struct rx_ctx *x, const uint8_t *f, size_t len, uint32_t fra
     case IPPROTO_UDP:
         return rx_udp(x, &l2, ip, l4, l4len, f, frame, frame_off);
     case IPPROTO_ICMP:
-        return rx_icmp(x, &l2, ip, l4, l4len);
+        return monitor ? STK_ICMP_IGNORED : rx_icmp(x, &l2, ip, l4, l4len);
     case IPPROTO_IGMP:
-        return rx_igmp(x, ip, l4, l4len);
+        return monitor ? STK_IGMP_IGNORED : rx_igmp(x, ip, l4, l4len);
     default:
         return STK_UNKNOWN_PROTOCOL;
     }

@@ -19,6 +19,7 @@ ffibuilder.cdef("""
         uint16_t ip_id;
         uint8_t ttl;
         uint8_t mcast_ttl;
+        uint8_t monitor;
     };
 
     struct stk_datagram {

@@ -229,6 +229,26 @@ EVENT_DTYPE = np.dtype([
 ], align=True)
 
 
+#: One order-book change from a market-data feed (ITCH 5.0 'A', 'F', 'E', 'C', 'X', 'D',
+#: 'U' as ``kind``), for a book keyed by the feed's order references (engine/feed.py).
+FEED_OP_DTYPE = np.dtype([
+    ("ref", "<u8"),         # order reference number ('U': the original one)
+    ("new_ref", "<u8"),     # 'U': the replacement's reference number
+    ("ts", "<u8"),          # the message's timestamp, ns since midnight
+    ("price", "<i4"),       # 'A', 'F', 'U': Price(4) ticks
+    ("qty", "<u4"),         # shares added, executed, canceled, or the replacement's shares
+    ("symbol", "<u2"),      # stock locate
+    ("kind", "u1"),         # the ITCH message type
+    ("side", "u1"),         # 'A', 'F': Side
+    ("zero", "u1", (4,)),
+])
+
+#: Why a feed op did not apply as it stands, by ``enum feed_status`` value.
+FEED_STATUS = ("ok", "unknown_order_ref", "duplicate_order_ref", "unknown_stock_locate", "bad_side",
+               "bad_price", "bad_shares", "shares_beyond_order", "order_pool_full", "price_levels_full",
+               "unknown_kind")
+
+
 def commands(n: int = 0, **columns) -> np.ndarray:
     """A zeroed command array of length ``n`` (or of the columns' length), columns filled."""
     if columns:

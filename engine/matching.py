@@ -4,13 +4,14 @@
 order, exactly as ``engine.reference.ReferenceMatcher.run`` does. ``run_into`` is the
 allocation-free form for hot loops: it fills a caller's event buffer and stops at a
 command boundary when the buffer could overflow. ``replay`` applies a stream in batches
-and keeps only the book (journal replay, benchmarks).
+and keeps only the book (journal replay, benchmarks). ``apply_feed`` rests, reduces and
+removes orders as a market-data feed says, without matching (engine/feed.py).
 """
 import numpy as np
 
 from ._matching import ffi, lib
 from .book import Book
-from .commands import COMMAND_DTYPE, EVENT_DTYPE
+from .commands import COMMAND_DTYPE, EVENT_DTYPE, FEED_OP_DTYPE
 
 _BOOK_ARRAYS = {"band_lo": "band_lo", "ref_price": "ref_price", "collar": "collar",
                 "state": "state", "best": "best", "ovf_head": "ovf_head", "count": "count",
@@ -85,6 +86,14 @@ class Matcher:
                 events = ffi.from_buffer("struct event[]", self._events, require_writable=True)
                 cap = len(self._events)
         return total
+
+    def apply_feed(self, ops: np.ndarray, status: np.ndarray) -> int:
+        """Apply FEED_OP_DTYPE ``ops`` in order; ``status[i]`` gets op i's FEED_STATUS index.
+        Returns how many ops did not apply as they stand (status != 0)."""
+        if ops.dtype != FEED_OP_DTYPE or status.dtype != np.uint8 or len(status) < len(ops):
+            raise TypeError("ops must be FEED_OP_DTYPE and status a uint8 array as long as ops")
+        return lib.feed_apply(self._b, ffi.from_buffer("struct feed_op[]", np.ascontiguousarray(ops)),
+                              len(ops), ffi.from_buffer("uint8_t[]", status, require_writable=True))
 
     def run(self, commands: np.ndarray) -> np.ndarray:
         """Apply ``commands`` in order; return all their events (a new array).

@@ -184,6 +184,16 @@ class Stack:
                       len(self._reply_len))
         self._n_replies = ffi.new("uint32_t *")
 
+    @classmethod
+    def monitor(cls) -> Stack:
+        """A stack that only watches (captures, taps): every well-formed UDP datagram is
+        delivered whatever its addresses, port or VLAN; ARP, ICMP and IGMP are ignored
+        and nothing is answered."""
+        stack = cls("00:00:00:00:00:00", 0)
+        stack._cfg.monitor = 1
+        stack._bound[:] = 1
+        return stack
+
     # -- configuration --------------------------------------------------------------------
     def bind(self, port: int) -> None:
         """Deliver UDP datagrams for destination ``port``."""

@@ -90,6 +90,8 @@ class UdpSocketPort(Port):
         try:
             if rcvbuf:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if groups:      # several receivers of one group on one host each get every datagram
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING,
                                   SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE)
             self._sock.bind((host, port))

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from pyroute2 import IPRoute, netns as pyroute2_netns
+from pyroute2 import IPRoute
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
@@ -24,6 +24,7 @@ from netio.port import Burst, PortError, PortUnavailable, TimestampSource, open_
 from netio.stack import Stack
 from netio import udp_socket
 from netio.udp_socket import UdpBurst, UdpSocketPort
+from tests.wire import ns_socket
 
 PREFIX = "sockp"
 MINE = f"{PREFIX}{os.getpid():x}x"       # the names this test process makes
@@ -53,10 +54,6 @@ def veth():
 def stack_ip(v: VethNamespace) -> str:
     """An address in the pair's subnet that only the netio stack answers for."""
     return str(v.subnet.network_address + 77)
-
-
-def ns_socket(v: VethNamespace, family: int, kind: int, proto: int = 0) -> socket.socket:
-    return pyroute2_netns.create_socket(v.ns_name, family, kind, proto, flags=0)
 
 
 def ns_raw(v: VethNamespace) -> socket.socket:
@@ -318,6 +315,15 @@ def test_udp_ports_join_groups_and_send_to_them_through_the_named_interface(veth
         assert member.recvfrom(2048) == (b"out", (veth.host_ip, tx.address[1]))
     with pytest.raises(PortError, match="needs multicast_if="):
         UdpSocketPort(":0", groups=[GROUP])
+
+
+@root_only
+def test_two_members_of_one_group_on_one_host_both_get_every_datagram(veth):
+    with UdpSocketPort(f"{GROUP}:26403", groups=[GROUP], multicast_if=veth.host_ip) as a, \
+            UdpSocketPort(f"{GROUP}:26403", groups=[GROUP], multicast_if=veth.host_ip) as b, \
+            ns_multicast_socket(veth) as sender:
+        sender.sendto(b"tick", (GROUP, 26403))
+        assert receive(a, 1)[0] == [b"tick"] and receive(b, 1)[0] == [b"tick"]
 
 
 @root_only

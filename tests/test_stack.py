@@ -390,3 +390,21 @@ def test_random_and_mutated_frames_never_crash_and_are_all_accounted_for(frames)
         assert row["offset"] + row["length"] <= frame_end
     for reply in result.replies.to_bytes():
         assert_checksums_valid(Ether(reply))
+
+
+# -- watching (Stack.monitor) ------------------------------------------------------------------
+
+def test_a_monitor_stack_delivers_udp_to_anyone_on_any_vlan_and_answers_nothing():
+    stack = Stack.monitor()
+    frames = [Ether(dst="02:00:00:00:00:99", src=PEER_MAC) / IP(src=PEER_IP, dst="10.1.2.3") / UDP(sport=1, dport=2) / b"a",
+              Ether(dst=multicast_mac("239.1.1.1"), src=PEER_MAC) / Dot1Q(vlan=7)
+              / IP(src=PEER_IP, dst="239.1.1.1") / UDP(sport=3, dport=4) / b"bb",
+              to_us(ARP(op=1, pdst=OUR_IP, psrc=PEER_IP)), to_us(ip() / ICMP()),
+              to_us(IP(src=PEER_IP, dst="224.0.0.1") / IGMP(type=0x11)),
+              to_us(ip() / UDP(sport=5, dport=6, chksum=0x1234) / b"bad")]
+    result, replies = process(stack, *frames)
+    assert verdict_names(result) == ["delivered", "delivered", "arp_ignored", "icmp_ignored", "igmp_ignored",
+                                     "bad_udp_checksum"]
+    assert replies == []
+    assert [bytes(p) for p in result.payloads()] == [b"a", b"bb"]
+    assert result.datagrams["dst_port"].tolist() == [2, 4] and result.datagrams["vlan"].tolist() == [0, 7]

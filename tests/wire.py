@@ -3,11 +3,13 @@ inside a VethNamespace and captured there with plain AF_PACKET sockets (independ
 the backend under test)."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 
+from pyroute2 import netns as pyroute2_netns
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -67,3 +69,8 @@ def capture_in_namespace(v: VethNamespace, count: int, send: Callable[[], object
     finally:
         capture.kill()
     return [bytes.fromhex(line) for line in out.split()]
+
+
+def ns_socket(v: VethNamespace, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket made inside ``v``'s namespace."""
+    return pyroute2_netns.create_socket(v.ns_name, family, kind, proto, flags=0)
