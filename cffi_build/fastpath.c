@@ -3,11 +3,14 @@
  * The stages are the other modules' C functions (linked in: stack.c, ouch.c, venue.c,
  * risk.c, matching.c, moldudp64.c), called in engine/venue.py's order; what this file
  * adds is what venue.py does in numpy between them: clients and tokens, per-datagram
- * OUCH splitting, reply grouping per client, datagram cutting and the AF_XDP loop.
+ * OUCH splitting, reply grouping per client, datagram cutting, the journal records
+ * (engine/journal.py's format, sealed by journal.c) and the AF_XDP loop.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <x86intrin.h>
 #include "fastpath.h"
 #include "matching.h"
@@ -16,6 +19,7 @@
 #include "venue.h"
 #include "moldudp64.h"
 #include "xdp_api.h"
+#include "xdp_meta.h"
 
 /* stack.c's interface (its structs live in stack.c; this one mirrors struct stk_datagram) */
 struct stk_config;
@@ -31,6 +35,7 @@ uint32_t stk_process(struct stk_config *cfg, const uint8_t *bound, const uint8_t
                      const uint32_t *len, uint32_t n, uint8_t *verdict, struct stk_datagram *dg,
                      uint8_t *rbuf, uint64_t rcap, int64_t *roff, uint32_t *rlen, uint32_t rmax,
                      uint32_t *n_replies, uint64_t *counts);
+void jnl_seal(uint8_t *recs, size_t n, size_t rec_size, size_t crc_offset);   /* journal.c */
 uint32_t stk_build_udp(struct stk_config *cfg, const uint8_t *pbuf, const int64_t *poff, const uint32_t *plen,
                        uint32_t n, const uint8_t *dst_mac, uint32_t mac_step, const uint32_t *dst_ip,
                        uint32_t ip_step, const uint16_t *dst_port, uint32_t dport_step,
@@ -41,6 +46,13 @@ uint32_t stk_build_udp(struct stk_config *cfg, const uint8_t *pbuf, const int64_
 #define STK_MAX_GROUPS 32
 #define FRAME_HEADERS 46            /* Ethernet + 802.1Q + IPv4 + UDP */
 enum { EV_ACCEPTED = 1, EV_REJECTED = 2, EV_TRADE = 3 };   /* engine.commands.EventKind */
+
+/* engine/journal.py records: seq u64, ts i64, payload, CRC-32C u32 of what precedes it,
+ * packed. Payloads: struct command (COMMAND_DTYPE), and engine.venue.SESSION_DTYPE (packed:
+ * kind u1, client u4, token u8, ip u4, port u2, mac u8 (big-endian value), token S14). */
+#define JNL_HEAD 16
+#define SESSION_SIZE 41
+enum { LEARNED_CLIENT = 'C', LEARNED_TOKEN = 'T' };
 
 /* OUCH 4.2 inbound message lengths (engine.ouch.INBOUND), type byte included */
 static const uint16_t IN_LEN[256] = {['O'] = 49, ['U'] = 47, ['X'] = 19, ['M'] = 20, ['N'] = 15};
@@ -67,7 +79,8 @@ struct priv {
     struct grow scan_type, scan_off, scan_ctrl, payload_type, payload_off, msg_client, msg_type, msg_index, cmds, holds, events,
         enters, replaces, cancels, venue_verdict, reply, reply_sorted, pkt_client, pkt_len, pkt_start,
         dgram_off, dgram_len, dgram_ip, dgram_port, dgram_mac, itch, mold, mold_off, mold_len,
-        mold_seq, mold_count, out_buf, out_off, out_len;
+        mold_seq, mold_count, learned, jnl_buf, out_buf, out_off, out_len;
+    uint32_t n_learned;             /* SESSION_SIZE payloads in learned, not yet journaled */
     int32_t *bid, *ask;
     uint32_t *client_count;         /* [max_clients + 1] counting sort of replies */
     uint32_t max_burst;
@@ -78,7 +91,7 @@ static int need(struct grow *g, size_t bytes)
 {
     if (bytes <= g->cap)
         return 0;
-    size_t cap = g->cap ? g->cap : 4096;
+    size_t cap = g->cap ? g->cap : 256;    /* small first: one order's scratch shares a few pages */
     while (cap < bytes)
         cap *= 2;
     uint8_t *p = realloc(g->p, cap);
@@ -115,6 +128,7 @@ struct fp_venue *fp_new(uint32_t max_burst)
     if (!v || !p)
         goto fail;
     v->priv = p;
+    v->jnl_fd = v->sessions_fd = -1;
     p->max_burst = max_burst;
     p->token_mask = (1u << 16) - 1;
     p->tokens = calloc(p->token_mask + 1, sizeof *p->tokens);
@@ -149,6 +163,17 @@ void fp_free(struct fp_venue *v)
 
 /* ---- clients and tokens (venue.py: _client_ids, _tokens) ---------------------------- */
 
+/* A zeroed session record to fill (a client or token learned), journaled with the next
+ * burst that has commands, as venue.py does; NULL: no memory. */
+static uint8_t *learn(struct priv *p)
+{
+    if (need(&p->learned, (size_t)(p->n_learned + 1) * SESSION_SIZE))
+        return NULL;
+    uint8_t *r = (uint8_t *)p->learned.p + (size_t)p->n_learned++ * SESSION_SIZE;
+    memset(r, 0, SESSION_SIZE);
+    return r;
+}
+
 static uint32_t client_id(struct fp_venue *v, struct priv *p, const struct stk_datagram *d)
 {
     uint64_t key = ((uint64_t)d->src_ip << 16 | d->src_port) + 1;
@@ -158,12 +183,25 @@ static uint32_t client_id(struct fp_venue *v, struct priv *p, const struct stk_d
             return p->clients[i].id;
     if (v->next_client >= v->max_clients)
         return 0;                   /* its messages are dropped (too_many_clients) */
+    uint8_t *r = v->jnl_fd >= 0 ? learn(p) : NULL;
+    if (v->jnl_fd >= 0 && !r)
+        return 0;                   /* no memory to journal it: dropped as if the table were full */
     uint32_t cid = v->next_client++;
     p->clients[i].key = key;
     p->clients[i].id = cid;
     v->client_ip[cid] = d->src_ip;
     v->client_port[cid] = d->src_port;
     memcpy(v->client_mac + 6 * (size_t)cid, d->src_mac, 6);
+    if (r) {
+        uint64_t mac = 0;
+        for (int b = 0; b < 6; b++)
+            mac = mac << 8 | d->src_mac[b];
+        r[0] = LEARNED_CLIENT;
+        memcpy(r + 1, &cid, 4);
+        memcpy(r + 13, &d->src_ip, 4);
+        memcpy(r + 17, &d->src_port, 2);
+        memcpy(r + 19, &mac, 8);
+    }
     return cid;
 }
 
@@ -225,6 +263,15 @@ static int tokens(struct fp_venue *v, struct priv *p, const uint32_t *client, co
                 s->client = client[k];
                 memcpy(s->token, tok, 14);
                 p->n_tokens++;
+                if (v->jnl_fd >= 0) {
+                    uint8_t *r = learn(p);
+                    if (!r)
+                        return -1;
+                    r[0] = LEARNED_TOKEN;
+                    memcpy(r + 1, &client[k], 4);
+                    memcpy(r + 5, &fresh, 8);
+                    memcpy(r + 27, tok, 14);
+                }
             }
         }
         *(uint64_t *)((uint8_t *)out + k * out_step) = id;
@@ -238,7 +285,7 @@ static int tokens(struct fp_venue *v, struct priv *p, const uint32_t *client, co
  * skipped), supported types from known clients kept, gathered per type. Returns count. */
 static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uint32_t n_dg, uint64_t now)
 {
-    uint32_t stats[OUCH_STAT_SIZE], n = 0, n_type[256] = {0};
+    uint32_t stats[OUCH_STAT_SIZE], n = 0, n_enter = 0, n_replace = 0, n_cancel = 0;
     for (uint32_t d = 0; d < n_dg; d++) {
         const struct stk_datagram *g = &p->dg[d];
         size_t cap = g->length / 3 + 1;
@@ -271,7 +318,9 @@ static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uin
             ((uint8_t *)p->payload_type.p)[n + kept] = t;
             abs_off[n + kept] = at;
             ((uint32_t *)p->msg_client.p)[n + kept] = cid;
-            n_type[t]++;
+            n_enter += t == 'O';
+            n_replace += t == 'U';
+            n_cancel += t == 'X';
             kept++;
         }
         n += kept;
@@ -281,8 +330,8 @@ static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uin
     if (!n)
         return 0;
     if (need(&p->cmds, n * sizeof(struct command)) || need(&p->msg_type, n) || need(&p->msg_index, n * 4) ||
-        need(&p->enters, (n_type['O'] + 1) * 49) || need(&p->replaces, (n_type['U'] + 1) * 47) ||
-        need(&p->cancels, (n_type['X'] + 1) * 19) || need(&p->venue_verdict, n))
+        need(&p->enters, (n_enter + 1) * 49) || need(&p->replaces, (n_replace + 1) * 47) ||
+        need(&p->cancels, (n_cancel + 1) * 19) || need(&p->venue_verdict, n))
         return -1;
     struct command *cmds = p->cmds.p;
     memset(cmds, 0, n * sizeof *cmds);
@@ -449,11 +498,43 @@ static int feed(struct fp_venue *v, struct priv *p, const struct event *ev, uint
                       &v->feed_port, &v->feed_port);
 }
 
+/* n payloads of size bytes as sealed journal records from *seq on, in one write(). */
+static int journal(struct fp_venue *v, struct priv *p, int fd, uint64_t *seq, const uint8_t *payload, size_t size,
+                   uint32_t n, uint64_t now)
+{
+    size_t rec = JNL_HEAD + size + 4;
+    if (need(&p->jnl_buf, n * rec))
+        return FP_ERR_MEMORY;
+    uint8_t *r = p->jnl_buf.p;
+    for (uint32_t i = 0; i < n; i++, r += rec) {
+        uint64_t s = *seq + i;
+        memcpy(r, &s, 8);
+        memcpy(r + 8, &now, 8);
+        memcpy(r + JNL_HEAD, payload + i * size, size);
+    }
+    jnl_seal(p->jnl_buf.p, n, rec, JNL_HEAD + size);
+    const uint8_t *at = p->jnl_buf.p;
+    size_t left = n * rec;
+    while (left) {
+        ssize_t w = write(fd, at, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            v->jnl_errno = w < 0 ? errno : EIO;
+            return FP_ERR_JOURNAL;
+        }
+        at += w;
+        left -= (size_t)w;
+    }
+    *seq += n;
+    return 0;
+}
+
 int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, const uint32_t *len,
                  uint32_t n, uint64_t now_ns, uint64_t *stamps)
 {
     struct priv *p = v->priv;
-    stamps[0] = __rdtsc();
+    stamps[FP_POLL] = __rdtsc();
     v->n_out = 0;
     v->n_replies = 0;
     if (n > p->max_burst || ensure_clients(v, p))
@@ -463,7 +544,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
                                 (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
                                 p->max_burst + STK_MAX_GROUPS, &v->n_replies, v->stack_counts);
     int64_t nc = n_dg ? parse(v, p, buf, n_dg, now_ns) : 0;
-    stamps[1] = __rdtsc();
+    stamps[FP_PARSED] = __rdtsc();
     if (nc <= 0)
         return nc;
     uint32_t nk = (uint32_t)nc;
@@ -491,7 +572,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     for (uint32_t k = 0; k < nk; k++)
         if (verdict[k])
             cmds[k].risk = verdict[k];
-    stamps[2] = __rdtsc();
+    stamps[FP_VALIDATED] = __rdtsc();
 
     /* matching (engine.matching.Matcher.run: events' cmd relative to the whole batch) */
     uint32_t done = 0, n_ev = 0;
@@ -510,7 +591,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     }
     const struct event *ev = p->events.p;
     risk_apply(v->risk_state, cmds, p->holds.p, ev, n_ev);
-    stamps[3] = __rdtsc();
+    stamps[FP_MATCHED] = __rdtsc();
 
     v->counts[FP_COMMANDS] += nk;
     for (uint32_t e = 0; e < n_ev; e++) {
@@ -531,39 +612,52 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     }
     if (feed(v, p, ev, n_ev, &t))
         return -1;
-    stamps[4] = __rdtsc();
+    stamps[FP_SERIALIZED] = __rdtsc();
+    if (v->jnl_fd >= 0) {           /* venue.py's order: new clients and tokens, then commands */
+        size_t used = offsetof(struct command, risk) + 1;
+        for (uint32_t k = 0; k < nk; k++)   /* the stages may leave bytes in the tail padding */
+            memset((uint8_t *)&cmds[k] + used, 0, sizeof *cmds - used);
+        int err = p->n_learned ? journal(v, p, v->sessions_fd, &v->sessions_seq, p->learned.p, SESSION_SIZE,
+                                         p->n_learned, now_ns) : 0;
+        if (!err)
+            p->n_learned = 0;
+        if (err || (err = journal(v, p, v->jnl_fd, &v->jnl_seq, (const uint8_t *)cmds, sizeof *cmds, nk, now_ns)))
+            return err;
+    }
+    stamps[FP_JOURNALED] = __rdtsc();
     return nc;
 }
 
 /* ---- the AF_XDP loop ---------------------------------------------------------------- */
 
-static void transmit(struct fp_venue *v, const struct nx_burst_api *api, struct nx_xsk *x, const uint8_t *buf,
-                 uint64_t cap, const int64_t *off, const uint32_t *len, uint32_t n)
+static void submit(struct fp_venue *v, const struct nx_burst_api *api, struct nx_xsk *x, const uint8_t *buf,
+                   uint64_t cap, const int64_t *off, const uint32_t *len, uint32_t n)
 {
     if (!n)
         return;
-    int64_t sent = api->tx_burst(x, buf, cap, off, len, n);
+    int64_t sent = api->tx_submit(x, buf, cap, off, len, n);
     if (sent < 0)
         sent = 0;
     v->counts[FP_TX_FRAMES] += sent;
     v->counts[FP_TX_RING_FULL] += n - sent;
 }
 
-int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
-                uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen)
+int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *umem, uint32_t burst_size,
+                uint32_t max_bursts, uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen)
 {
     const struct nx_burst_api *api = api_;
     struct nx_xsk *x = xsk;
     struct priv *p = v->priv;
     if (burst_size > p->max_burst)
         burst_size = p->max_burst;
-    int64_t off[burst_size], rx_stamps[burst_size];
-    uint64_t hops[6];
-    uint32_t len[burst_size];
+    int64_t off[burst_size], rx_stamps[burst_size], poll_tsc;
+    struct netio_xdp_meta meta[burst_size];
+    uint64_t hops[FP_HOPS];
+    uint32_t len[burst_size], clock;
     int64_t recorded = 0;
     *frames_seen = 0;
     while ((uint64_t)recorded < max_bursts && __rdtsc() < until_tsc) {
-        uint32_t n = api->rx_burst(x, burst_size, off, len, rx_stamps);
+        uint32_t n = api->rx_burst_meta(x, burst_size, off, len, rx_stamps, meta, &clock, &poll_tsc);
         if (!n)
             continue;
         *frames_seen += n;
@@ -571,21 +665,59 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         clock_gettime(CLOCK_REALTIME, &ts);
         int64_t nc = fp_burst(v, umem, off, len, n, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
                               hops);
+        if (nc < 0) {               /* nothing of an unjournaled burst is sent */
+            api->release(x, off, n);
+            return nc;
+        }
+        submit(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
+               v->n_replies);
+        if (nc)
+            submit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+        hops[FP_TX_SUBMITTED] = __rdtsc();
+        api->tx_kick(x);
+        hops[FP_TX_COMPLETED] = __rdtsc();
         api->release(x, off, n);
-        transmit(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
-             v->n_replies);
-        if (nc < 0)
-            return -1;
         if (!nc)
             continue;
-        transmit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
-        hops[5] = __rdtsc();
         uint64_t *s = stamps + (size_t)recorded * FP_STAMPS;
         memcpy(s, hops, sizeof hops);
-        s[6] = n;
-        s[7] = (uint64_t)nc;
-        s[8] = (uint64_t)rx_stamps[0];
+        s[FP_HOPS] = n;
+        s[FP_HOPS + 1] = (uint64_t)nc;
+        s[FP_HOPS + 2] = (uint64_t)rx_stamps[0];
+        s[FP_HOPS + 3] = clock;
         recorded++;
     }
     return recorded;
+}
+
+int fp_restore(struct fp_venue *v, uint32_t n_clients, const uint32_t *ip, const uint16_t *port,
+               const uint32_t *id, uint32_t n_tokens, const uint32_t *client, const uint8_t *token,
+               const uint64_t *core_token, const uint8_t *token_bytes, const uint16_t *token_symbol,
+               uint64_t n_core_tokens)
+{
+    struct priv *p = v->priv;
+    if (ensure_clients(v, p) || need(&p->token_bytes, n_core_tokens * 14) ||
+        need(&p->token_symbol, n_core_tokens * sizeof(uint16_t)))
+        return -1;
+    memcpy(p->token_bytes.p, token_bytes, n_core_tokens * 14);
+    memcpy(p->token_symbol.p, token_symbol, n_core_tokens * sizeof(uint16_t));
+    for (uint32_t c = 0; c < n_clients; c++) {
+        uint64_t key = ((uint64_t)ip[c] << 16 | port[c]) + 1;
+        uint64_t i = (key * 0x9e3779b97f4a7c15ull) >> 20 & p->client_mask;
+        while (p->clients[i].key && p->clients[i].key != key)
+            i = (i + 1) & p->client_mask;
+        p->clients[i].key = key;
+        p->clients[i].id = id[c];
+    }
+    for (uint32_t k = 0; k < n_tokens; k++) {
+        if ((p->n_tokens + 1) * 2 > p->token_mask && grow_tokens(p))
+            return -1;
+        struct token_slot *s = token_slot(p, client[k], token + 14 * (size_t)k);
+        if (!s->id)
+            p->n_tokens++;
+        s->id = core_token[k];
+        s->client = client[k];
+        memcpy(s->token, token + 14 * (size_t)k, 14);
+    }
+    return 0;
 }

@@ -5,7 +5,9 @@
  * and ITCH/MoldUDP64 -> UDP frames (-> AF_XDP TX in fp_poll). It calls the same C
  * functions engine/venue.py calls one by one, in the same order, so its frames are those
  * of the Python pipeline byte for byte (tests/test_venue_fastpath.py). Clients and
- * tokens live in C tables here; the fast path runs without a journal.
+ * tokens live in C tables here. With a journal (jnl_fd >= 0) each burst's new clients and
+ * tokens, then its commands, are written in engine/journal.py's record format (CRC-32C)
+ * before any of its frames is submitted: nothing reaches the wire unjournaled.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -18,7 +20,15 @@ enum {                              /* slots of fp_venue.counts */
     FP_N_COUNTS = FP_DROP_OUCH_REJECT + 5
 };
 
-enum { FP_STAMPS = 9 };             /* per burst in fp_poll: 6 TSC hops, frames, commands, RX TSC */
+/* TSC hops of a burst (engine.telemetry.HOPS): fp_burst stamps the first six, fp_poll the
+ * TX ones. TX submit = descriptors published on the TX ring; TX completion = after the
+ * kick that has the kernel send them (in copy mode the sendto() transmits). */
+enum { FP_POLL, FP_PARSED, FP_VALIDATED, FP_MATCHED, FP_SERIALIZED, FP_JOURNALED, FP_TX_SUBMITTED,
+       FP_TX_COMPLETED, FP_HOPS };
+/* per burst in fp_poll: the hops, frames, commands, the first frame's RX stamp and its clock
+ * (xdp_api.h NX_TS_*: TSC cycles at poll, the XDP program's CLOCK_TAI ns, the NIC's ns) */
+enum { FP_STAMPS = FP_HOPS + 4 };
+enum { FP_ERR_MEMORY = -1, FP_ERR_JOURNAL = -2 };
 
 struct fp_venue {
     /* set once by engine/venue.py: addresses of the other modules' structs and arrays */
@@ -46,6 +56,11 @@ struct fp_venue {
     uint64_t feed_seq;              /* next MoldUDP64 sequence number */
     int64_t counts[FP_N_COUNTS];
     int64_t rejects[256];           /* commands rejected, by RejectReason */
+    /* the journals (engine.journal, FlushPolicy.BATCH): -1 = none; next sequence numbers;
+     * errno of a failed write (the burst is then not sent) */
+    int jnl_fd, sessions_fd;
+    uint64_t jnl_seq, sessions_seq;
+    int jnl_errno;
     /* the last fp_burst's output: stack replies, then the venue's frames, to send in order */
     uint8_t *reply_buf;
     int64_t *reply_off;
@@ -62,19 +77,28 @@ struct fp_venue {
 struct fp_venue *fp_new(uint32_t max_burst);
 void fp_free(struct fp_venue *v);
 
-/* One received burst (frames at buf + off[i], len[i] bytes) through the whole walk.
- * Commands get timestamp now_ns. stamps[0..4] get the TSC at the first five hops (the
- * caller stamps tx_submitted). Output frames are left in reply_* and out_* for the caller
- * to send. Returns the number of commands (0: no telemetry to record), -1: out of memory. */
+/* One received burst (frames at buf + off[i], len[i] bytes) through the whole walk,
+ * journaled. Commands get timestamp now_ns. stamps[FP_POLL..FP_JOURNALED] get the TSC at
+ * those hops (the caller stamps the TX ones). Output frames are left in reply_* and out_*
+ * for the caller to send. Returns the number of commands (0: no telemetry to record),
+ * FP_ERR_MEMORY, or FP_ERR_JOURNAL (jnl_errno says why; send nothing). */
 int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, const uint32_t *len,
                  uint32_t n, uint64_t now_ns, uint64_t *stamps);
 
-/* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until max_bursts bursts
- * carried frames or the TSC passes until_tsc, running fp_burst on each and sending its
- * frames; command timestamps from CLOCK_REALTIME. For each burst with commands, stamps
- * gets FP_STAMPS values (6 hops, frames, commands, the
- * port's RX stamp). Returns the bursts recorded, or -1. */
+/* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until
+ * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each
+ * and sending its frames (submit, then kick); command timestamps from CLOCK_REALTIME. For
+ * each burst with commands, stamps gets FP_STAMPS values (the hops, frames, commands, the
+ * port's RX stamp and its clock). Returns the bursts recorded, or an FP_ERR_*. */
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
                 uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen);
+
+/* Clients and tokens a venue recovered from its journal, into the C tables: n_clients
+ * (ip, port, id); n_tokens (client, 14-byte token, core token); and per core token
+ * 0..n_core_tokens its 14 bytes and symbol. 0, or -1: no memory. */
+int fp_restore(struct fp_venue *v, uint32_t n_clients, const uint32_t *ip, const uint16_t *port,
+               const uint32_t *id, uint32_t n_tokens, const uint32_t *client, const uint8_t *token,
+               const uint64_t *core_token, const uint8_t *token_bytes, const uint16_t *token_symbol,
+               uint64_t n_core_tokens);
 
 uint64_t fp_tsc(void);

@@ -1,5 +1,5 @@
 """cffi build of engine._fastpath: the venue's fused burst loop, linked with the C of the
-stages it fuses (stack, OUCH, venue serialize, risk, matching, MoldUDP64)."""
+stages it fuses (stack, OUCH, venue serialize, risk, matching, MoldUDP64, journal)."""
 import shutil
 import tempfile
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import cffi
 
 HERE = Path(__file__).resolve().parent
-STAGES = ["stack.c", "ouch.c", "venue.c", "risk.c", "matching.c", "moldudp64.c"]
+STAGES = ["stack.c", "ouch.c", "venue.c", "risk.c", "matching.c", "moldudp64.c", "journal.c"]
 
 ffibuilder = cffi.FFI()
 # cdef wants plain declarations: strip the preprocessor lines from the shared header.

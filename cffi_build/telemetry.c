@@ -57,3 +57,15 @@ void hdr_record_cycles(const struct hdr_layout *h, int64_t *counts, uint64_t fro
     int64_t ns = (int64_t)(((__int128)cycles * mult) >> shift);
     hdr_record(h, counts, ns, times, t);
 }
+
+/* Record, for each of n bursts (rows of `stride` stamps), the TSC interval from column
+ * `from` to column `to`, converted to ns, times[k] times: one stage of many bursts. */
+void hdr_record_intervals(const struct hdr_layout *h, int64_t *counts, const uint64_t *stamps, size_t n,
+                          size_t stride, size_t from, size_t to, uint64_t mult, uint32_t shift,
+                          const int64_t *times, struct hdr_totals *t)
+{
+    for (size_t k = 0; k < n; k++) {
+        const uint64_t *row = stamps + k * stride;
+        hdr_record_cycles(h, counts, row[from], row[to], mult, shift, times[k], t);
+    }
+}

@@ -14,6 +14,9 @@ void hdr_record_values(const struct hdr_layout *h, int64_t *counts, const int64_
                        int64_t times, struct hdr_totals *t);
 void hdr_record_cycles(const struct hdr_layout *h, int64_t *counts, uint64_t from, uint64_t to,
                        uint64_t mult, uint32_t shift, int64_t times, struct hdr_totals *t);
+void hdr_record_intervals(const struct hdr_layout *h, int64_t *counts, const uint64_t *stamps, size_t n,
+                          size_t stride, size_t from, size_t to, uint64_t mult, uint32_t shift,
+                          const int64_t *times, struct hdr_totals *t);
 """)
 ffibuilder.set_source("engine._telemetry", '#include "telemetry.c"', include_dirs=[str(HERE)],
                       extra_compile_args=["-O3", "-march=x86-64-v2"])

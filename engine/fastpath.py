@@ -1,9 +1,12 @@
 """The venue's fused C path (cffi_build/fastpath.c): a whole burst in one C call.
 
-``Venue(..., fused=True)`` hands its state to a ``FusedPath``: the same Stack config,
-book, risk state and client arrays the Python pipeline uses, so both walk the same
-state. Clients and OUCH tokens move to C tables (the fused path runs without a journal:
-the Python pipeline journals clients, tokens and commands before acknowledging them).
+A venue on a port with a C table (AF_XDP) runs this by default; ``Venue(..., fused=True)``
+forces it. It takes over the venue's state: the same Stack config, book, risk state and
+client arrays the Python pipeline uses, so both walk the same state. Clients and OUCH
+tokens move to C tables (a venue's recovered ones are loaded into them). With a journal,
+C writes each burst's new clients and tokens (``JOURNAL.sessions``) and its commands to
+the venue's two journals, in engine/journal.py's format, before sending any of its
+frames; the Journal objects are told how far C got after every call.
 On an AF_XDP port ``poll`` runs fp_poll, which reads and sends through the port's C table
 (``XdpPort.c_api``) for up to ``POLL_S``; on other ports one burst per call.
 """
@@ -12,10 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from engine._fastpath import ffi, lib
+from engine.journal import FlushPolicy
 from netio.port import Burst
 from netio.stack import ip_int
 
-POLL_S = 1e-3           # fp_poll hands back to Python this often (status, telemetry, clock)
+# fp_poll hands back to Python this often (status, telemetry, clock, signals): seldom, as
+# the interpreter's excursion leaves the next burst's data and code out of the caches
+POLL_S = 10e-3
 POLL_BURSTS = 1024      # ... or after this many bursts with commands
 MAX_BURST = 256
 
@@ -68,7 +74,17 @@ class FusedPath:
         v.feed_seq = venue.feed_seq
         self._counts = ffi.cast("int64_t[%d]" % lib.FP_N_COUNTS, ffi.addressof(v, "counts"))
         self._rejects = ffi.cast("int64_t[256]", ffi.addressof(v, "rejects"))
-        self._hops = ffi.new("uint64_t[6]")
+        self._journals = ()
+        if venue.journal is not None:
+            for j in (venue.journal, venue.sessions):
+                if j.flush_policy is not FlushPolicy.BATCH:
+                    raise ValueError(f"the fused path writes journals with FlushPolicy.BATCH, not {j.flush_policy}")
+            self._journals = (venue.journal, venue.sessions)
+            v.jnl_fd, v.jnl_seq = venue.journal.fileno(), venue.journal.next_seq
+            v.sessions_fd, v.sessions_seq = venue.sessions.fileno(), venue.sessions.next_seq
+        if venue._client_of or venue._token_of:
+            self._restore(venue)
+        self._hops = ffi.new("uint64_t[%d]" % lib.FP_HOPS)
         self._stamps = np.zeros((POLL_BURSTS, lib.FP_STAMPS), np.uint64)
         self._stamps_c = self._buf("uint64_t[]", self._stamps)
         self._seen = ffi.new("uint64_t *")
@@ -79,6 +95,34 @@ class FusedPath:
             xsk, api = venue.port.c_api()
             self._xdp = (ffi.cast("void *", api), ffi.cast("void *", xsk), self._buf("uint8_t[]", venue.port.umem))
 
+    def _restore(self, venue) -> None:
+        """The clients and tokens the venue recovered from its journal, into the C tables."""
+        keys = np.array(list(venue._client_of), np.uint64)
+        ids = np.array(list(venue._client_of.values()), np.uint32)
+        pairs = np.array(list(venue._token_of), "V18").view([("c", "<u4"), ("t", "S14")])
+        core = np.array(list(venue._token_of.values()), np.uint64)
+        n = venue._next_token
+        token_bytes = np.ascontiguousarray(venue.token_bytes[:n])
+        token_symbol = np.ascontiguousarray(venue.token_symbol[:n])
+        client = np.ascontiguousarray(pairs["c"])
+        tokens = np.ascontiguousarray(pairs["t"])
+        if lib.fp_restore(self.v, len(keys), self._buf("uint32_t[]", (keys >> 16).astype(np.uint32)),
+                          self._buf("uint16_t[]", (keys & 0xFFFF).astype(np.uint16)), self._buf("uint32_t[]", ids),
+                          len(core), self._buf("uint32_t[]", client), self._buf("uint8_t[]", tokens),
+                          self._buf("uint64_t[]", core), self._buf("uint8_t[]", token_bytes),
+                          self._buf("uint16_t[]", token_symbol), n):
+            raise MemoryError("fp_restore")
+
+    def _done(self, result: int) -> None:
+        """Tell the journals how far C wrote; raise what went wrong."""
+        if self._journals:
+            self._journals[0].wrote(int(self.v.jnl_seq))
+            self._journals[1].wrote(int(self.v.sessions_seq))
+        if result == lib.FP_ERR_JOURNAL:
+            raise OSError(self.v.jnl_errno, "the fused path could not write the journal (nothing of the burst was sent)")
+        if result < 0:
+            raise MemoryError("the fused path ran out of memory")
+
     def _buf(self, ctype: str, array: np.ndarray):
         p = ffi.from_buffer(ctype, array, require_writable=False)
         self._keep.append(p)
@@ -88,8 +132,8 @@ class FusedPath:
         self.v.risk_limits = ffi.cast("void *", _addr(self._risk_ffi, self.venue.risk._active[1]))
 
     def burst(self, burst: Burst, now_ns: int, stamps: np.ndarray) -> tuple[int, list[Burst]]:
-        """One received burst through the walk: (commands, bursts to send in order);
-        ``stamps[:5]`` get the first five hops."""
+        """One received burst through the walk, journaled: (commands, bursts to send in
+        order); ``stamps`` get the hops up to journaled."""
         self._limits()
         v = self.v
         n = len(burst)
@@ -99,9 +143,8 @@ class FusedPath:
                           ffi.from_buffer("int64_t[]", np.ascontiguousarray(burst.offsets, np.int64)),
                           ffi.from_buffer("uint32_t[]", np.ascontiguousarray(burst.lengths, np.uint32)),
                           n, now_ns, self._hops)
-        if nc < 0:
-            raise MemoryError("fp_burst: out of memory")
-        stamps[:5] = ffi.unpack(self._hops, 5)
+        self._done(nc)
+        stamps[:lib.FP_JOURNALED + 1] = ffi.unpack(self._hops, lib.FP_JOURNALED + 1)
         out = []
         if v.n_replies:
             k = v.n_replies
@@ -121,13 +164,12 @@ class FusedPath:
         return self._xdp is not None
 
     def poll_port(self, burst_size: int, until_tsc: int) -> tuple[int, np.ndarray]:
-        """fp_poll until ``until_tsc``: (frames received, per burst with commands: 6 hops,
-        frames, commands, RX stamp)."""
+        """fp_poll until ``until_tsc``: (frames received, per burst with commands: the hops
+        (engine.telemetry.HOPS), frames, commands, RX stamp, RX stamp's clock: xdp_api.h NX_TS_*)."""
         self._limits()
         api, xsk, umem = self._xdp
         k = lib.fp_poll(self.v, api, xsk, umem, burst_size, POLL_BURSTS, until_tsc, self._stamps_c, self._seen)
-        if k < 0:
-            raise MemoryError("fp_poll: out of memory")
+        self._done(k)
         return int(self._seen[0]), self._stamps[:k]
 
     @property

@@ -43,6 +43,10 @@ Flush policies (:class:`FlushPolicy`), from cheapest to safest:
 ``written_seq`` and ``synced_seq`` say what has reached the OS and the disk, so a
 venue acknowledges a command only once it is as durable as its policy promises.
 
+The venue's fused C walk (engine/fastpath.py) writes records in this format itself, to
+``fileno()``, and says how far it got with ``wrote()``; ``read`` and ``replay`` cannot
+tell its records from ``append``'s.
+
 ``python -m engine.journal FILE`` prints what a journal holds.
 """
 from __future__ import annotations
@@ -272,6 +276,18 @@ class Journal:
     def next_seq(self) -> int:
         """The sequence number the next appended command gets."""
         return self._next_seq
+
+    def fileno(self) -> int:
+        """The descriptor records are appended to, for a writer in C (see ``wrote``)."""
+        return self._fd
+
+    def wrote(self, next_seq: int) -> None:
+        """Records up to ``next_seq - 1`` were written to ``fileno()`` by other code, in
+        this format and handed to the OS (engine/fastpath.py's C path): carry on from there."""
+        if self._pending:
+            raise RuntimeError(f"{self.path}: records of another writer would land before pending ones")
+        self._next_seq = next_seq
+        self._pending_last = self.written_seq = next_seq - 1
 
     def append(self, payloads: np.ndarray, ts: int | None = None) -> int:
         """Journal a batch of commands; return the sequence number of the last one.

@@ -1,8 +1,12 @@
 """Per-stage latency telemetry: TSC stamps at every hop into HdrHistograms and .hlog files.
 
-The venue stamps each burst with the TSC at six hops (poll, parsed, validated, matched,
-serialized, tx_submitted); every packet of the burst spent those intervals in those
-stages. Recording goes straight into the counts arrays of `hdrh` histograms from C, so a
+The venue stamps each burst with the TSC at its hops (poll, parsed, validated, matched,
+serialized, journaled, tx_submitted and, where the port lets the kick be stamped apart,
+tx_completed); every packet of the burst spent those intervals in those stages. TX
+submit is the frames' descriptors published on the TX ring; TX completion is the kick
+that has the kernel send them (AF_XDP copy mode transmits inside that sendto()), its own
+stage after TOTAL. TOTAL is the first RX stamp (NetworkRX: the port's RX stamp to the
+poll) to TX submit. Recording goes straight into the counts arrays of `hdrh` histograms from C, so a
 burst costs a few C calls and no allocation. Each interval (1 s by default) is written to
 an `.hlog` in HdrHistogram's standard interval-log format, one `Tag=` per stage, values
 in nanoseconds — what `netio-report` and HdrHistogram's own tools read.
@@ -19,8 +23,10 @@ from hdrh.histogram import HdrHistogram
 
 from engine._telemetry import ffi, lib
 
-HOPS = ("poll", "parsed", "validated", "matched", "serialized", "tx_submitted")
-STAGES = ("NetworkRX", "Deserialize", "Validation", "Matching", "Serialize", "NetworkTX")
+HOPS = ("poll", "parsed", "validated", "matched", "serialized", "journaled", "tx_submitted", "tx_completed")
+STAGES = ("NetworkRX", "Deserialize", "Validation", "Matching", "Serialize", "Journal", "NetworkTX",
+          "TxCompletion")    # stage i: hop i - 1 to hop i (NetworkRX: RX stamp to poll)
+TX_SUBMITTED = HOPS.index("tx_submitted")
 TOTAL = "TOTAL"
 TAGS = STAGES + (TOTAL,)
 LOWEST_NS, HIGHEST_NS, SIGNIFICANT_FIGURES = 1, 100_000_000_000, 3
@@ -51,6 +57,13 @@ class StageHistogram:
     def record_cycles(self, start: int, end: int, mult: int, times: int) -> None:
         """Record the TSC interval ``end - start`` as ns, ``times`` times."""
         lib.hdr_record_cycles(self._layout, self._counts, start, end, mult, SHIFT, times, self._totals)
+
+    def record_intervals(self, stamps: np.ndarray, start: int, end: int, mult: int, times: np.ndarray) -> None:
+        """For each row of ``stamps`` (uint64, C order), the TSC interval from column ``start``
+        to column ``end`` as ns, ``times[row]`` times; one C call for every row."""
+        lib.hdr_record_intervals(self._layout, self._counts, ffi.from_buffer("uint64_t[]", stamps), len(stamps),
+                                 stamps.shape[1], start, end, mult, SHIFT, ffi.from_buffer("int64_t[]", times),
+                                 self._totals)
 
     @property
     def dropped(self) -> int:
@@ -116,16 +129,18 @@ class Telemetry:
         self.writer = HlogWriter(hlog_path, start_time_s=self._interval_start) if hlog_path else None
 
     def record_burst(self, stamps: np.ndarray, packets: int, rx_wait_ns: np.ndarray | None = None) -> None:
-        """Record one burst: ``stamps`` are the TSC readings at HOPS; every one of ``packets``
-        spent each interval in its stage. ``rx_wait_ns`` per packet (RX stamp to poll, on one
-        timeline) fills NetworkRX and adds to TOTAL; without it NetworkRX is not recorded."""
+        """Record one burst: ``stamps`` are the TSC readings at HOPS up to tx_submitted at
+        least (a port that cannot stamp its TX completion apart stops there); every one of
+        ``packets`` spent each interval in its stage. ``rx_wait_ns`` per packet (RX stamp to
+        poll, on one timeline) fills NetworkRX and adds to TOTAL; without it NetworkRX is
+        not recorded."""
         if packets <= 0:
             return
         s = [int(v) for v in stamps]
         for histograms in (self.interval, self.run):
-            for i, stage in enumerate(STAGES[1:], start=1):
-                histograms[stage].record_cycles(s[i - 1], s[i], self.mult, packets)
-        in_process = (((s[-1] - s[0]) * self.mult) >> SHIFT)
+            for i in range(1, len(s)):
+                histograms[STAGES[i]].record_cycles(s[i - 1], s[i], self.mult, packets)
+        in_process = (((s[TX_SUBMITTED] - s[0]) * self.mult) >> SHIFT)
         if rx_wait_ns is None:
             self._one[0] = in_process
             for histograms in (self.interval, self.run):
@@ -137,6 +152,19 @@ class Telemetry:
         for histograms in (self.interval, self.run):
             histograms["NetworkRX"].record(wait)
             histograms[TOTAL].record(total)
+
+    def record_bursts(self, stamps: np.ndarray, packets: np.ndarray, rx_column: int) -> None:
+        """Record many bursts at once: rows of ``stamps`` hold the TSC at HOPS, then other
+        columns; ``stamps[:, rx_column]`` is each burst's RX stamp (a TSC reading, so the
+        wait needs no clock model); every one of ``packets[row]`` frames spent each
+        interval in its stage. One C call per stage, whatever the number of bursts."""
+        stamps = np.ascontiguousarray(stamps, np.uint64)
+        times = np.ascontiguousarray(packets, np.int64)
+        for histograms in (self.interval, self.run):
+            histograms["NetworkRX"].record_intervals(stamps, rx_column, 0, self.mult, times)
+            for i in range(1, len(HOPS)):
+                histograms[STAGES[i]].record_intervals(stamps, i - 1, i, self.mult, times)
+            histograms[TOTAL].record_intervals(stamps, rx_column, TX_SUBMITTED, self.mult, times)
 
     def tick(self, now: float | None = None) -> bool:
         """Close the interval if it is due: log it and reset. True when an interval closed."""

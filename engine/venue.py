@@ -22,15 +22,21 @@ What a burst does, in order (telemetry's TSC hops in brackets):
    (enter, replace) get fresh numbers, known ones their number, in one ``map`` per burst.
    [parsed] Fields, symbols (by name) and prices (to ticks) filled in, then pre-trade
    risk. [validated]
-4. The journal appends the batch (before anything is acknowledged), the matching core
-   runs it, risk settles from the events. [matched]
+4. The matching core runs the batch, risk settles from the events. [matched]
 5. Order events become OUCH replies (Accepted, Replaced, Canceled, Executed to taker
    and maker, Rejected), grouped per client into datagrams of at most ``REPLY_PAYLOAD``
    bytes and sent unicast to the client's address; book events become ITCH 5.0 messages
    (A, E, X, D, U, P) packed into MoldUDP64 datagrams for the feed group; all of it
-   framed in one call. [serialized] ``tx_burst``. [tx_submitted]
-6. Telemetry gets the TSC stamps of the six hops and each frame's RX wait (bursts with
-   orders only: ARP and the like would record empty stages).
+   framed in one call. [serialized] The journal appends the batch: nothing of it has
+   left yet. [journaled] ``tx_burst``. [tx_submitted]
+6. Telemetry gets the TSC stamps of the hops (engine.telemetry.HOPS) and each frame's RX
+   wait (bursts with orders only: ARP and the like would record empty stages).
+
+The pipeline: on a port with a C table (AF_XDP) the whole walk runs in C by default
+(``fused``: engine/fastpath.py, the same frames byte for byte, the same journal); this
+Python-driven pipeline is its reference and runs on every other port or with
+``fused=False``. The fused loop stamps TX submit (descriptors on the ring) and TX
+completion (after the kick) apart; ``tx_burst`` here does both in one call.
 
 Restart: a venue opened on an existing journal replays it into the books and risk, and
 its feed carries on in the same MoldUDP64 session with the next sequence number (the
@@ -60,6 +66,7 @@ from engine.commands import (COMMAND_DTYPE, OUCH_CANCEL_CODE, OUCH_REJECT_CODE, 
 from engine.journal import FlushPolicy, Journal
 from engine.matching import Matcher
 from engine.risk import Limits, RefMode, RiskEngine
+from engine.telemetry import HOPS, TX_SUBMITTED
 from engine.venue_config import VenueConfig
 from netio.clock import ClockModel, Timeline
 from netio.port import Burst, Port, TimestampSource
@@ -149,17 +156,18 @@ class Venue:
     TSC model that puts RX stamps and hop stamps on one timeline (without it, RX waits
     are not recorded). ``impl``: venue.c's steps in C, or their numpy reference.
     ``now_ns``: the clock of the command timestamps (tests pin it). ``fused``: the whole
-    walk in one C call (engine/fastpath.py; same frames out, no journal; opt-in).
+    walk in one C call (engine/fastpath.py; same frames and journal); None (default): on
+    a port with a C table (AF_XDP), True; False: this Python-driven pipeline.
     """
 
     def __init__(self, port: Port, ip: str, mac: str | bytes, config: VenueConfig | None = None, *,
                  journal: str | None = None, hlog: str | None = None, clock: ClockModel | None = None,
                  telemetry=None, burst_size: int = 64, impl: str = "c", now_ns=time.time_ns,
-                 fused: bool = False):
+                 fused: bool | None = None):
         if impl not in ("c", "numpy"):
             raise ValueError(f"impl is 'c' or 'numpy', not {impl!r}")
-        if fused and journal:
-            raise ValueError("the fused path runs without a journal (it acknowledges before Python could write one)")
+        if fused is None:
+            fused = has_c_table(port) and impl == "c"
         self.port, self.config = port, config or VenueConfig()
         self.closed = False
         self.impl = impl if _venue_c is not None else "numpy"
@@ -185,7 +193,7 @@ class Venue:
             ns_per_cycle = clock.ns_per_cycle if clock else 1e9 / _tsc_hz()
             telemetry = Telemetry(ns_per_cycle, hlog)
         self.telemetry = telemetry
-        self._stamps = np.zeros(6, np.uint64)
+        self._stamps = np.zeros(TX_SUBMITTED + 1, np.uint64)   # the Python pipeline's hops
 
         # clients: id -> address; (ip << 16 | port) -> id
         self._client_of: dict[int, int] = {}
@@ -223,10 +231,15 @@ class Venue:
         if not recovered_feed:
             self._send_feed_start()
         self._fused = None
-        if fused:     # opt-in: the whole walk in one C call (engine/fastpath.py)
-            from engine.fastpath import FusedPath
+        if fused:     # the whole walk in one C call (engine/fastpath.py)
+            from engine.fastpath import POLL_S, FusedPath
             self._fused = FusedPath(self, _REJECT_CODE, _CANCEL_CODE, MAX_CLIENTS, REPLY_PAYLOAD)
-            self._poll_cycles = int(1e-3 * (1e9 / clock.ns_per_cycle if clock else _tsc_hz()))
+            self._poll_cycles = int(POLL_S * (1e9 / clock.ns_per_cycle if clock else _tsc_hz()))
+
+    @property
+    def fused(self) -> bool:
+        """The whole walk runs in C (engine/fastpath.py)."""
+        return self._fused is not None
 
     # -- the loop -----------------------------------------------------------------------
     def poll(self) -> int:
@@ -255,11 +268,6 @@ class Venue:
         if len(cmds):
             self._validate(cmds, msg_type, msg_index, decoded)
             st[2] = rdtsc()
-            if self.journal:
-                if self._learned:
-                    self.sessions.append(np.concatenate(self._learned))
-                    self._learned.clear()
-                self.journal.append(cmds)
             events = self.matcher.run(cmds)
             self.risk.on_events(cmds, events)
             st[3] = rdtsc()
@@ -270,9 +278,15 @@ class Venue:
                 parts = [self._replies(cmds, events, decoded, msg_index), self._feed(events)]
             frames = self._frames(parts)
             st[4] = rdtsc()
+            if self.journal:
+                if self._learned:
+                    self.sessions.append(np.concatenate(self._learned))
+                    self._learned.clear()
+                self.journal.append(cmds)
+            st[5] = rdtsc()
             if frames is not None:
                 self._tx(frames)
-            st[5] = rdtsc()
+            st[6] = rdtsc()
             if self.telemetry:   # the stages of bursts that carried orders, after the replies left
                 rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
                 self.telemetry.record_burst(st, n, rx_wait)
@@ -280,17 +294,17 @@ class Venue:
             self.telemetry.tick()
         return n
 
-    # -- the fused path (engine/fastpath.py, opt-in) -----------------------------------------
+    # -- the fused path (engine/fastpath.py) ----------------------------------------------
     def _poll_fused(self) -> int:
-        """poll() in C: one burst, or on AF_XDP every burst for about a millisecond."""
+        """poll() in C: one burst, or on AF_XDP every burst for about POLL_S."""
         f, n = self._fused, 0
         if f.polls_port:
             n, bursts = f.poll_port(self.burst_size, rdtsc() + self._poll_cycles)
-            for s in bursts if self.telemetry else ():
-                rx_wait = None
-                if self.timeline:
-                    rx_wait = np.full(int(s[6]), int(int(s[0]) - int(s[8])) * self.clock.ns_per_cycle)
-                self.telemetry.record_burst(s[:6], int(s[6]), rx_wait)
+            if self.telemetry and len(bursts):
+                rx = len(HOPS) + 2
+                if bursts[:, rx + 1].any():          # stamped by the XDP program or the NIC
+                    bursts[:, rx] = self._rx_as_tsc(bursts[:, rx], bursts[:, rx + 1], bursts[:, 0])
+                self.telemetry.record_bursts(bursts, bursts[:, len(HOPS)], rx)
         else:
             burst = self.port.rx_burst(self.burst_size)
             n = len(burst)
@@ -301,7 +315,7 @@ class Venue:
                 self.port.release(burst)
                 for frames in out:
                     self._tx(frames)
-                st[5] = rdtsc()
+                st[TX_SUBMITTED] = rdtsc()
                 if commands and self.telemetry:
                     rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
                     self.telemetry.record_burst(st, n, rx_wait)
@@ -387,6 +401,25 @@ class Venue:
         except ValueError:
             return None
         return np.maximum(self.clock.to_ns(poll_tsc) - rx, 0)
+
+    def _rx_as_tsc(self, stamps: np.ndarray, clocks: np.ndarray, poll_tsc: np.ndarray) -> np.ndarray:
+        """The fused path's RX stamps (xdp_api.h NX_TS_* ``clocks``) as the TSC reading of the
+        same moment, so one C call records every burst; the poll TSC where there is no
+        timeline to convert on."""
+        out = poll_tsc.copy()
+        if self.timeline is None:
+            return out
+        poll_ns = self.clock.to_ns(poll_tsc)
+        for clock, source in ((1, TimestampSource.KERNEL_TAI), (2, TimestampSource.NIC)):
+            rows = clocks == clock
+            if rows.any():
+                try:
+                    wait = poll_ns[rows] - self.timeline.to_reference(stamps[rows], source)
+                except ValueError:
+                    continue
+                cycles = np.maximum(wait, 0) / self.clock.ns_per_cycle
+                out[rows] = poll_tsc[rows] - np.minimum(cycles, poll_tsc[rows]).astype(np.uint64)
+        return out
 
     def _client_ids(self, dgs: np.ndarray) -> np.ndarray:
         """Client id of each datagram (by source IP:port); new sources get the next ids."""
@@ -838,6 +871,11 @@ class Venue:
         return {**counts, "port_drops": port_drops, "stack": self.stack.counters(),
                 "message_drops": dict(drops),
                 "rejects": dict(rejects), "feed_next_seq": self.feed_seq, "live_orders": self.book.live}
+
+
+def has_c_table(port: Port) -> bool:
+    """The port offers its burst functions to C (netio.xdp.XdpPort.c_api): the fused path polls it."""
+    return hasattr(port, "c_api") and hasattr(port, "umem")
 
 
 def multicast_mac_array(group: str) -> np.ndarray:

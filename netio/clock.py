@@ -253,27 +253,42 @@ class ClockSync:
         self.stop()
 
 
+def tai_offset_ns() -> int:
+    """CLOCK_TAI - CLOCK_REALTIME as the kernel keeps it: whole seconds (0 until ptp4l,
+    phc2sys -w or chrony sets it)."""
+    gap = time.clock_gettime_ns(time.CLOCK_TAI) - time.clock_gettime_ns(time.CLOCK_REALTIME)
+    return round(gap / 1e9) * 1_000_000_000
+
+
 class Timeline:
     """Puts timestamps of every source on one reference timeline, or refuses to.
 
     ``tsc`` is the TSC model. Kernel software stamps (CLOCK_REALTIME) go through as they
     are when the reference is CLOCK_REALTIME (or a PHC that phc2sys keeps CLOCK_REALTIME
     locked to: say so with ``realtime_is_reference=True``); NIC stamps when it is a PHC.
+    Kernel CLOCK_TAI stamps (the XDP program's) differ from CLOCK_REALTIME by the kernel's
+    TAI offset (``tai_offset_ns``, read once here), and go through as they are on a
+    CLOCK_TAI timeline.
     """
 
-    def __init__(self, tsc: ClockModel, *, realtime_is_reference: bool | None = None):
+    def __init__(self, tsc: ClockModel, *, realtime_is_reference: bool | None = None,
+                 tai_offset: int | None = None):
         self.tsc = tsc
         self.domain = tsc.domain
         self.realtime_is_reference = (tsc.domain == "CLOCK_REALTIME") if realtime_is_reference is None \
             else realtime_is_reference
+        self.tai_offset_ns = tai_offset_ns() if tai_offset is None else tai_offset
 
     def to_reference(self, values: np.ndarray, source: TimestampSource) -> np.ndarray:
         """``values`` stamped by ``source``, as int64 ns on this timeline."""
         values = np.asarray(values)
         if source is TimestampSource.TSC:
             return self.tsc.to_ns(values.astype(np.uint64))
-        if source is TimestampSource.KERNEL and self.realtime_is_reference:
-            return values.astype(np.int64)
+        tai = self.domain == "CLOCK_TAI"
+        if source is TimestampSource.KERNEL and (self.realtime_is_reference or tai):
+            return values.astype(np.int64) + (self.tai_offset_ns if tai else 0)
+        if source is TimestampSource.KERNEL_TAI and (self.realtime_is_reference or tai):
+            return values.astype(np.int64) - (0 if tai else self.tai_offset_ns)
         if source is TimestampSource.NIC and self.domain.startswith("PHC"):
             return values.astype(np.int64)
         raise ClockDomainError(f"{source.value} timestamps cannot be put on the {self.domain} timeline "
@@ -300,4 +315,4 @@ def open_reference(spec: str = "realtime") -> Reference:
 
 
 __all__ = ["CLOCK_DTYPE", "Calibrator", "ClockDomainError", "ClockModel", "ClockSync", "PtpClock",
-           "Reference", "SystemClock", "Timeline", "convert_cost_ns", "open_reference"]
+           "Reference", "SystemClock", "Timeline", "convert_cost_ns", "open_reference", "tai_offset_ns"]

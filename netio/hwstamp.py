@@ -138,28 +138,96 @@ def read_tx_stamps(sock: socket.socket) -> list[tuple[int, int, TimestampSource]
             stamps.append((ident, ns, source))
 
 
-def xdp_tx_timestamp_support(iface: str) -> str | None:
-    """Whether AF_XDP TX metadata (XDP_TXMD_FLAGS_TIMESTAMP, Linux 6.8+) can stamp frames
-    sent on ``iface``. None when it can, else why not."""
-    btf = Path("/sys/kernel/btf/vmlinux")
-    if not btf.exists() or b"xsk_tx_metadata" not in btf.read_bytes():
-        return ("this kernel has no AF_XDP TX metadata (Linux 6.8 or newer has it): TX is stamped at "
-                "submit time with the TSC instead")
+# The netdev generic-netlink family (Documentation/netlink/specs/netdev.yaml, Linux 6.3+;
+# xsk-features 6.8+): what a driver offers XDP programs and AF_XDP sockets.
+NETLINK_GENERIC, GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 16, 0x10, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
+NETDEV_CMD_DEV_GET, NETDEV_A_DEV_IFINDEX = 1, 1
+NETDEV_A_DEV_XDP_RX_METADATA_FEATURES, NETDEV_A_DEV_XSK_FEATURES = 5, 6
+RX_METADATA_NAMES = {1: "timestamp", 2: "hash", 4: "vlan-tag"}
+XSK_FEATURE_NAMES = {1: "tx-timestamp", 2: "tx-checksum", 4: "tx-launch-time-fifo"}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetdevFeatures:
+    """What ``iface``'s driver offers XDP (netdev family's dev-get)."""
+
+    xdp_rx_metadata: frozenset[str]   # kfuncs an XDP program can call: "timestamp", "hash", "vlan-tag"
+    xsk: frozenset[str]               # AF_XDP TX metadata in zero-copy mode: "tx-timestamp", ...
+
+
+def _genl(sock: socket.socket, family: int, cmd: int, attrs: list[tuple[int, bytes]]) -> dict[int, bytes]:
+    """One generic-netlink request; the reply's attributes (type -> payload)."""
+    body = b"".join(struct.pack("HH", 4 + len(v), t) + v + b"\0" * (-len(v) % 4) for t, v in attrs)
+    sock.send(struct.pack("IHHII", 20 + len(body), family, 1, 1, 0) + struct.pack("BBH", cmd, 1, 0) + body)
+    reply = sock.recv(65536)
+    length, kind = struct.unpack_from("IH", reply)
+    if kind == 2:   # NLMSG_ERROR
+        code = -struct.unpack_from("i", reply, 16)[0]
+        raise OSError(code, os.strerror(code))
+    out, at = {}, 20
+    while at + 4 <= length:
+        size, t = struct.unpack_from("HH", reply, at)
+        out[t & 0x3FFF] = reply[at + 4:at + size]
+        at += (size + 3) & ~3
+    return out
+
+
+def netdev_features(iface: str) -> NetdevFeatures | None:
+    """The XDP RX metadata and AF_XDP features of ``iface``'s driver; None when this kernel
+    has no netdev netlink family (before Linux 6.3)."""
+    index = socket.if_nametoindex(iface)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC) as sock:
+        try:
+            family = _genl(sock, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, [(CTRL_ATTR_FAMILY_NAME, b"netdev\0")])
+        except FileNotFoundError:
+            return None
+        family_id = struct.unpack("H", family[CTRL_ATTR_FAMILY_ID][:2])[0]
+        dev = _genl(sock, family_id, NETDEV_CMD_DEV_GET, [(NETDEV_A_DEV_IFINDEX, struct.pack("I", index))])
+
+    def names(attr: int, table: dict[int, str]) -> frozenset[str]:
+        bits = int.from_bytes(dev.get(attr, b"")[:8], "little")
+        return frozenset(name for bit, name in table.items() if bits & bit)
+    return NetdevFeatures(names(NETDEV_A_DEV_XDP_RX_METADATA_FEATURES, RX_METADATA_NAMES),
+                          names(NETDEV_A_DEV_XSK_FEATURES, XSK_FEATURE_NAMES))
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    found = tuple(int(part) for part in os.uname().release.split("-")[0].split(".")[:2])
+    return found >= (major, minor)
+
+
+def xdp_tx_timestamp_support(iface: str, zero_copy: bool = True) -> str | None:
+    """Whether AF_XDP TX metadata (XDP_TXMD_FLAGS_TIMESTAMP) can stamp frames sent on
+    ``iface``: in zero-copy mode the NIC stamps them (its driver must offer tx-timestamp),
+    in copy mode the kernel stamps each at completion (CLOCK_TAI, software). None when it
+    can, else why not (one clause)."""
+    # TX metadata came in 6.8, but since 6.11 (and its stable backports) the kernel honours
+    # tx_metadata_len only with XDP_UMEM_TX_METADATA_LEN, a flag unpatched 6.8-6.10 reject.
+    if not _kernel_at_least(6, 11):
+        return ("this kernel has no AF_XDP TX metadata with XDP_UMEM_TX_METADATA_LEN "
+                "(Linux 6.11 or newer has it)")
+    if not zero_copy:
+        return None
+    features = netdev_features(iface)
+    if features is None or "tx-timestamp" not in features.xsk:
+        return f"{iface}'s driver offers no AF_XDP TX timestamps (netdev xsk-features lacks tx-timestamp)"
     if "tx-hardware" not in ts_info(iface).capabilities:
-        return (f"{iface} stamps no sent frames in hardware (ethtool -T {iface}): TX is stamped at submit "
-                "time with the TSC instead")
+        return f"{iface} stamps no sent frames in hardware (ethtool -T {iface})"
     return None
 
 
 def xdp_rx_timestamp_support(iface: str) -> str | None:
     """Whether an XDP program can read RX timestamps on ``iface`` through the
-    bpf_xdp_metadata_rx_timestamp kfunc. None when it can, else why not."""
+    bpf_xdp_metadata_rx_timestamp kfunc. None when it can, else why not (one clause)."""
     btf = Path("/sys/kernel/btf/vmlinux")
     if not btf.exists() or b"bpf_xdp_metadata_rx_timestamp" not in btf.read_bytes():
-        return ("this kernel has no bpf_xdp_metadata_rx_timestamp kfunc (Linux 6.3 or newer with BTF "
-                "has it): AF_XDP frames are stamped at poll time instead")
-    info = ts_info(iface)
-    if not info.hardware:
-        return (f"{iface} stamps no frames in hardware (ethtool -T {iface}): the XDP metadata kfunc would "
-                "return ENODATA; AF_XDP frames are stamped at poll time instead")
+        return "this kernel has no bpf_xdp_metadata_rx_timestamp kfunc (Linux 6.3 or newer with BTF has it)"
+    features = netdev_features(iface)
+    if features is not None and "timestamp" not in features.xdp_rx_metadata:
+        return (f"{iface}'s driver does not implement the RX timestamp kfunc (netdev "
+                "xdp-rx-metadata-features lacks timestamp)")
+    if not ts_info(iface).hardware:
+        return (f"{iface} stamps no frames in hardware (ethtool -T {iface}), so the kfunc has no NIC "
+                "stamp to give")
     return None

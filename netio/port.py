@@ -27,6 +27,7 @@ class TimestampSource(enum.Enum):
     NONE = "none"            # the backend gives no timestamp: the array holds zeros
     NIC = "nic-hw"           # the NIC's PTP hardware clock, ns
     KERNEL = "kernel-sw"     # the kernel's software stamp (CLOCK_REALTIME), ns
+    KERNEL_TAI = "kernel-tai"  # the kernel's CLOCK_TAI (AF_XDP: the XDP program on RX, completion on TX), ns
     TSC = "tsc"              # a TSC reading taken at poll time, in cycles
     CAPTURE = "capture"      # the time recorded in a pcap file, ns since the epoch
     SIMULATION = "sim"       # simulated time of the FPGA model, ns

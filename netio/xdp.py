@@ -8,12 +8,26 @@
 The socket and libxdp's redirect program come from libxdp (``netio._xdp``, built from
 cffi_build/xdp.c). Opening tries zero-copy before copy mode and native XDP before
 generic, and writes down why each faster step was refused in ``info.fallbacks``.
+
+With ``rx_metadata=True`` netio's own program (cffi_build/xdp_meta_kern.c) redirects
+instead and writes, in front of each frame, the NIC's hardware RX stamp (through the
+bpf_xdp_metadata_rx_timestamp kfunc, native XDP only) and the kernel's CLOCK_TAI at the
+moment XDP saw the frame. Each burst is stamped with the best clock all its frames have
+(``Burst.ts_source``: NIC, else KERNEL_TAI, else TSC at poll time); ``rx_stamps()`` gives
+all of them, and ``info.details["rx_timestamps"]`` says why the NIC's are not used.
+
+With ``tx_timestamps=True`` every sent frame gets a completion stamp (``tx_stamps()``):
+through AF_XDP TX metadata where the kernel has it and the port runs netio's program
+(``rx_metadata=True``) - the NIC's in zero-copy mode, the kernel's CLOCK_TAI at completion
+in copy mode - else the TSC when the completion was reaped; ``info.details["tx_timestamps"]``
+says which and why.
 The XDP program is detached on close, on SIGINT/SIGTERM, and - when the process
 died without either - by the next open on that interface, which finds the owner's
 pid in /run/netio/.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -26,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from netio import iface, teardown
+from netio import hwstamp, iface, teardown
 from netio.port import Burst, Port, PortError, PortInfo, PortStats, PortUnavailable, TimestampSource
 
 try:
@@ -40,6 +54,78 @@ STATE_DIR = Path("/run/netio")
 BUSY_POLL_USECS = 20
 REBIND_WAIT_S = 1.0      # the kernel frees a closed socket's queue binding a few ms late
 _owners: dict[str, int] = {}    # interface -> XdpPorts this process has open on it
+BPF_OBJECT = Path(__file__).resolve().parent / "_xdp_meta.bpf.o"
+# Mirrors struct netio_xdp_meta in cffi_build/xdp_meta.h field for field.
+META_DTYPE = np.dtype([("nic_ns", "<u8"), ("xdp_ns", "<u8"), ("nic_rc", "<i4"), ("magic", "<u4")])
+_SOURCES = {lib.NX_TS_TSC: TimestampSource.TSC, lib.NX_TS_XDP: TimestampSource.KERNEL_TAI,
+            lib.NX_TS_NIC: TimestampSource.NIC}
+TX_LOG = 4096            # completion stamps kept until tx_stamps() reads them
+XSKMAP_MIN_SLOTS = 256   # queues the metadata program's XSKMAP serves, even if more are switched on later
+# Mirrors struct nx_tx_stamp in cffi_build/xdp.c.
+TX_STAMP_DTYPE = np.dtype([("seq", "<u8"), ("ns", "<i8"), ("source", "<u4"), ("pad", "<u4")])
+
+
+@dataclasses.dataclass(frozen=True)
+class RxStamps:
+    """Every clock's stamps of one received burst, on a port opened with ``rx_metadata=True``."""
+
+    poll_tsc: int               # the TSC when the burst was polled
+    xdp_tai_ns: np.ndarray      # int64 [n]: CLOCK_TAI when the XDP program saw each frame; 0: no metadata
+    nic_ns: np.ndarray          # int64 [n]: the NIC's hardware stamp (its PHC, ns); 0: none
+    nic_rc: np.ndarray          # int32 [n]: what the kfunc returned (0, or -errno: -95 = not offered)
+
+
+@dataclasses.dataclass(frozen=True)
+class TxStamps:
+    """Completion stamps of sent frames, oldest first (``tx_timestamps=True`` ports)."""
+
+    seq: np.ndarray             # uint64: each frame's number among those this port sent, from 0
+    ns: np.ndarray              # int64: its stamp, in ``source``'s unit
+    source: TimestampSource     # one clock per port
+    lost: int                   # stamps overwritten unread since the last call (read more often)
+
+
+class _MetaProgram:
+    """netio's metadata program loaded and attached to one interface, shared by this
+    process's ports on it (one per queue); detached and unloaded with the last of them."""
+
+    def __init__(self, ifname: str, mode: str, nic: bool, obj, prog_fd: int, map_fd: int, prog_id: int):
+        self.ifname, self.mode, self.nic = ifname, mode, nic
+        self.obj, self.prog_fd, self.map_fd, self.prog_id = obj, prog_fd, map_fd, prog_id
+        self.users = 0
+
+    @classmethod
+    def attach(cls, ifname: str, mode: str, *, nic: bool) -> _MetaProgram:
+        """Load (bound to the device when ``nic``) and attach in ``mode``; PortError with the kernel's reason."""
+        if not BPF_OBJECT.exists():
+            raise PortError(f"netio's XDP metadata program {BPF_OBJECT} is not built; run `make native`")
+        prog_fd, map_fd, err = ffi.new("int *"), ffi.new("int *"), ffi.new("int *")
+        obj = lib.nx_meta_load(str(BPF_OBJECT).encode(), iface.ifindex(ifname), int(nic),
+                               max(iface.queue_count(ifname), XSKMAP_MIN_SLOTS), prog_fd, map_fd, err)
+        if obj == ffi.NULL:
+            detail = ffi.string(lib.nx_last_log()).decode(errors="replace").strip()
+            raise PortError(f"the kernel refused netio's XDP metadata program{' bound to ' + ifname if nic else ''} "
+                            f"({os.strerror(err[0])}{': ' + detail[-200:] if detail else ''})")
+        try:
+            attached = iface.attach_xdp(ifname, prog_fd[0], mode=mode)
+        except BaseException:
+            lib.nx_meta_unload(obj)
+            raise
+        return cls(ifname, mode, nic, obj, prog_fd[0], map_fd[0], attached.prog_id)
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users > 0:
+            return
+        _meta_programs.pop(self.ifname, None)
+        try:
+            iface.detach_xdp(self.ifname, prog_id=self.prog_id)
+        except PortError:
+            pass  # the interface went away, and its program with it
+        lib.nx_meta_unload(self.obj)
+
+
+_meta_programs: dict[str, _MetaProgram] = {}   # interface -> this process's metadata program on it
 
 
 class _Slot:
@@ -49,9 +135,10 @@ class _Slot:
     reused: C refills the arrays, so the same views show each new burst.
     """
 
-    __slots__ = ("owner", "umem", "size", "offsets", "lengths", "stamps", "c_args", "released", "bursts")
+    __slots__ = ("owner", "umem", "size", "offsets", "lengths", "stamps", "c_args", "released", "bursts",
+                 "meta", "meta_args")
 
-    def __init__(self, owner: object, umem: np.ndarray, size: int):
+    def __init__(self, owner: object, umem: np.ndarray, size: int, meta: bool = False):
         self.owner, self.umem, self.size = owner, umem, size
         self.offsets = np.empty(size, np.int64)
         self.lengths = np.empty(size, np.uint32)
@@ -59,13 +146,17 @@ class _Slot:
         self.c_args = (ffi.from_buffer("int64_t[]", self.offsets), ffi.from_buffer("uint32_t[]", self.lengths),
                        ffi.from_buffer("int64_t[]", self.stamps))
         self.released = True
-        self.bursts: dict[int, Burst] = {}
+        self.bursts: dict[tuple[int, TimestampSource], Burst] = {}
+        # rx_metadata ports: each frame's struct netio_xdp_meta, the burst's clock and its poll TSC
+        self.meta = np.zeros(size, META_DTYPE) if meta else None
+        self.meta_args = (ffi.from_buffer("struct netio_xdp_meta[]", self.meta), ffi.new("uint32_t *"),
+                          ffi.new("int64_t *")) if meta else None
 
-    def burst(self, n: int) -> Burst:
-        burst = self.bursts.get(n)
+    def burst(self, n: int, source: TimestampSource = TimestampSource.TSC) -> Burst:
+        burst = self.bursts.get((n, source))
         if burst is None:
-            burst = self.bursts[n] = Burst(self.umem, self.offsets[:n], self.lengths[:n], self.stamps[:n],
-                                           TimestampSource.TSC, self)
+            burst = self.bursts[n, source] = Burst(self.umem, self.offsets[:n], self.lengths[:n],
+                                                   self.stamps[:n], source, self)
         return burst
 
 
@@ -144,7 +235,9 @@ class XdpPort(Port):
     False; ``frame_size`` (2048 or 4096 bytes); ``frames`` in the UMEM (half receive,
     half transmit); ``ring_size`` of the RX and TX rings (a power of two);
     ``busy_poll`` and ``busy_poll_budget``. Received frames are stamped with one TSC
-    reading per burst, taken when the burst was found (``TimestampSource.TSC``).
+    reading per burst, taken when the burst was found (``TimestampSource.TSC``), unless
+    ``rx_metadata=True``: then netio's XDP program stamps each frame (see the module
+    docstring) and ``info.details["rx_timestamps"]`` says which clock is used and why.
 
     Release every received burst once: its frames go back to the kernel and the Burst
     object itself (arrays included) is handed out again by a later rx_burst.
@@ -153,13 +246,18 @@ class XdpPort(Port):
     def __init__(self, iface_name: str, queue: int = 0, *, xdp_mode: str = "auto",
                  zero_copy: bool | str = "auto", frame_size: int = 4096, frames: int = 4096,
                  ring_size: int = 2048, busy_poll: bool = True, busy_poll_budget: int = 64,
-                 **unknown: Any):
+                 rx_metadata: bool = False, tx_timestamps: bool = False, **unknown: Any):
         self._xsk = ffi.NULL
         self._token: int | None = None
         self._prog_id: int | None = None
+        self._meta: _MetaProgram | None = None
         if unknown:
             raise PortError(f"the xdp backend does not know option(s) {', '.join(sorted(unknown))}; it takes "
-                            "xdp_mode, zero_copy, frame_size, frames, ring_size, busy_poll, busy_poll_budget")
+                            "xdp_mode, zero_copy, frame_size, frames, ring_size, busy_poll, busy_poll_budget, "
+                            "rx_metadata, tx_timestamps")
+        for name, value in (("rx_metadata", rx_metadata), ("tx_timestamps", tx_timestamps)):
+            if value not in (True, False):
+                raise PortError(f"{name} must be True or False, not {value!r}")
         if xdp_mode not in ("auto", "native", "generic"):
             raise PortError(f"xdp_mode must be 'auto', 'native' or 'generic', not {xdp_mode!r}")
         if zero_copy not in ("auto", True, False):
@@ -183,6 +281,11 @@ class XdpPort(Port):
         if not isinstance(queue, int) or not 0 <= queue < queues:
             raise PortError(f"{iface_name} has {queues} receive queue(s), numbered 0 to {queues - 1}; "
                             f"there is no queue {queue!r}")
+        if _owners.get(iface_name) and (iface_name in _meta_programs) != rx_metadata:
+            raise PortError(f"this process has ports on {iface_name} {'with' if not rx_metadata else 'without'} "
+                            "rx_metadata: one XDP program serves every queue, so open them all alike")
+        self.rx_metadata, self.tx_timestamps = rx_metadata, tx_timestamps
+        self._tx_meta = False     # TX completion stamps come from AF_XDP TX metadata
 
         self.frame_size = frame_size
         self._map = mmap.mmap(-1, frames * frame_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -200,7 +303,16 @@ class XdpPort(Port):
         self._empty = Burst.empty(TimestampSource.TSC)
         self._free_slots: list[_Slot] = []
         self._slot_owner = object()   # marks this port's slots without them pointing back at the port
-        self._open_socket(iface_name, queue, xdp_mode, zero_copy, frame_size, frames, ring_size)
+        try:
+            self._open_socket(iface_name, queue, xdp_mode, zero_copy, frame_size, frames, ring_size)
+        except BaseException:
+            if self._meta is not None and self._xsk == ffi.NULL:   # a bind attempt that did not finish
+                self._meta.release()
+            raise
+        if rx_metadata:
+            self._describe_rx_timestamps(iface_name)
+        if tx_timestamps:
+            self._describe_tx_timestamps(iface_name)
         if link.kind == "veth" and self.info.xdp_mode == "native":
             self.info.details["note"] = ("native XDP on a veth: frames sent here reach the peer only if "
                                          "the peer has GRO on (`ethtool -K <peer> gro on`)")
@@ -225,11 +337,16 @@ class XdpPort(Port):
         modes = ["native", "generic"] if xdp_mode == "auto" else [xdp_mode]
         copies = [True, False] if zero_copy == "auto" else [zero_copy]
         for mode, zc in [(m, zc) for m in modes for zc in copies if not (m == "generic" and zc)]:
+            if self.rx_metadata and not self._use_meta_program(ifname, mode):
+                continue
             stage, err = self._bind(ifname, queue, mode, zc, frame_size, frames, ring_size)
             if self._xsk != ffi.NULL:
                 _owners[ifname] = _owners.get(ifname, 0) + 1
                 self.info.xdp_mode, self.info.zero_copy = mode, zc
                 return
+            if self._meta is not None:
+                self._meta.release()
+                self._meta = None
             if stage == 1:
                 raise PortUnavailable(f"the kernel refused to register a {frames * frame_size >> 20} MiB UMEM "
                                       f"for {ifname} ({os.strerror(err)}); raise the locked-memory limit "
@@ -247,6 +364,72 @@ class XdpPort(Port):
         raise PortUnavailable(f"no AF_XDP socket could be bound to {ifname} queue {queue}: "
                               + "; ".join(self.info.fallbacks))
 
+    def _use_meta_program(self, ifname: str, mode: str) -> bool:
+        """Have netio's metadata program attached in ``mode`` (this process's, or a new one:
+        in native mode bound to the device so it can ask the NIC); False with a sentence
+        in ``info.fallbacks`` when it cannot be."""
+        program = _meta_programs.get(ifname)
+        if program is None:
+            tries = [True, False] if mode == "native" else [False]
+            for nic in tries:
+                try:
+                    program = _MetaProgram.attach(ifname, mode, nic=nic)
+                    break
+                except PortError as e:
+                    what = " bound to the device (to read NIC stamps)" if nic else ""
+                    self.info.fallbacks.append(f"netio's XDP metadata program{what} refused in {mode} mode on "
+                                               f"{ifname}: {e}")
+                    log.info("netio: %s", self.info.fallbacks[-1])
+            if program is None:
+                return False
+            _meta_programs[ifname] = program
+        elif program.mode != mode:
+            self.info.fallbacks.append(f"{mode} XDP skipped on {ifname}: this process's metadata program "
+                                       f"is attached in {program.mode} mode")
+            return False
+        program.users += 1
+        self._meta = program
+        return True
+
+    def _tx_metadata_refusal(self, ifname: str, zero_copy: bool) -> str | None:
+        """Why this bind attempt cannot stamp sent frames through AF_XDP TX metadata, or None."""
+        if not self.rx_metadata:
+            return ("AF_XDP TX metadata needs netio's own socket set-up and XDP program (rx_metadata=True): "
+                    "libxdp 1.3.1 cannot register tx_metadata_len")
+        try:
+            why = hwstamp.xdp_tx_timestamp_support(ifname, zero_copy)
+            # the NIC stamps only once hardware stamping is switched on
+            return hwstamp.enable_hardware_stamping(ifname) if why is None and zero_copy else why
+        except OSError as e:
+            return f"{ifname} does not report its AF_XDP features ({e.strerror})"
+
+    def _describe_tx_timestamps(self, ifname: str) -> None:
+        """Say which clock completion stamps are in and, where it is the TSC, why."""
+        why = None if self._tx_meta else self._tx_metadata_refusal(ifname, bool(self.info.zero_copy))
+        if why is None:
+            self.info.details["tx_timestamps"] = (
+                f"NIC hardware stamps ({ifname}'s PHC) from AF_XDP TX metadata" if self.info.zero_copy else
+                "the kernel's CLOCK_TAI when it completes each frame (AF_XDP TX metadata in copy mode: software)")
+        else:
+            self.info.details["tx_timestamps"] = (f"no AF_XDP TX metadata stamps: {why}; "
+                                                  "TSC when the completion is reaped")
+
+    def _describe_rx_timestamps(self, ifname: str) -> None:
+        """Say which clock frames will carry and, where it is not the NIC's, why not."""
+        if not self._meta.nic:
+            why = ("the NIC RX timestamp kfunc needs native XDP: the kernel attaches no device-bound program in "
+                   "generic (SKB) mode" if self._meta.mode == "generic" else
+                   "the kernel would not load the NIC RX timestamp kfunc for this device")
+        else:
+            try:
+                why = hwstamp.xdp_rx_timestamp_support(ifname) or hwstamp.enable_hardware_stamping(ifname)
+            except OSError as e:
+                why = f"{ifname} does not report its timestamping capabilities ({e.strerror})"
+        self.info.ts_source = TimestampSource.KERNEL_TAI if why else TimestampSource.NIC
+        self.info.details["rx_timestamps"] = (
+            f"NIC hardware stamps ({ifname}'s PHC) from the XDP program" if why is None else
+            f"no NIC RX stamps: {why}; frames carry the kernel's CLOCK_TAI from the XDP program")
+
     def _bind(self, ifname: str, queue: int, mode: str, zero_copy: bool, frame_size: int, frames: int,
               ring_size: int) -> tuple[int, int]:
         """One attempt (and its EBUSY retries); sets self._xsk, else returns (stage, errno)."""
@@ -254,20 +437,23 @@ class XdpPort(Port):
         xdp_flags = lib.XDP_FLAGS_DRV_MODE if mode == "native" else lib.XDP_FLAGS_SKB_MODE
         bind_flags = lib.XDP_ZEROCOPY if zero_copy else lib.XDP_COPY
         deadline = time.monotonic() + REBIND_WAIT_S
+        tx_meta = self.tx_timestamps and self._tx_metadata_refusal(ifname, zero_copy) is None
         while True:
-            xsk = lib.nx_open(ifname.encode(), queue, self._umem_c, frame_size, frames,
-                              ring_size, xdp_flags, bind_flags, stage, err)
+            xsk = lib.nx_open(ifname.encode(), queue, self._umem_c, frame_size, frames, ring_size, xdp_flags,
+                              bind_flags, self._meta.map_fd if self._meta else -1,
+                              lib.NX_TX_META_LEN if tx_meta else 0, TX_LOG if self.tx_timestamps else 0, stage, err)
             if xsk != ffi.NULL:
-                self._xsk = xsk
+                self._xsk, self._tx_meta = xsk, tx_meta
                 return 0, 0
-            # EBUSY with no program attached is a socket closed a moment ago whose queue
+            # EBUSY with no program attached (but ours) is a socket closed a moment ago whose queue
             # binding the kernel has not freed yet; anything else will not go away by waiting.
-            if err[0] != errno.EBUSY or time.monotonic() > deadline or iface.xdp_program(ifname):
+            attached = iface.xdp_program(ifname)
+            if err[0] != errno.EBUSY or time.monotonic() > deadline or \
+                    (attached and not (self._meta and attached.prog_id == self._meta.prog_id)):
                 return stage[0], err[0]
             time.sleep(0.005)
 
-    @staticmethod
-    def _reason(ifname: str, err: int, zero_copy: bool, mode: str) -> str:
+    def _reason(self, ifname: str, err: int, zero_copy: bool, mode: str) -> str:
         detail = ffi.string(lib.nx_last_log()).decode(errors="replace").removeprefix("libxdp: ")
         if err == errno.EOPNOTSUPP and zero_copy:
             return "the driver has no zero-copy support"
@@ -275,7 +461,8 @@ class XdpPort(Port):
             return "the driver has no native XDP support"
         if err == errno.EBUSY:
             attached = iface.xdp_program(ifname)
-            if attached and not _owners.get(ifname):
+            ours = self._meta is not None and attached is not None and attached.prog_id == self._meta.prog_id
+            if attached and not _owners.get(ifname) and not ours:
                 keyword = {"native": "xdpdrv", "generic": "xdpgeneric"}.get(attached.mode, "xdp")
                 return (f"XDP program {attached.prog_id} ({attached.mode}) is already attached and is not "
                         f"netio's; detach it first (`ip link set {ifname} {keyword} off`)")
@@ -298,15 +485,32 @@ class XdpPort(Port):
         slot = self._free_slots.pop() if self._free_slots else self._new_slot(max_frames)
         if slot.size < max_frames:
             slot = self._new_slot(max_frames)
-        n = lib.nx_rx_burst(self._xsk, max_frames, *slot.c_args)
+        if slot.meta is None:
+            n = lib.nx_rx_burst(self._xsk, max_frames, *slot.c_args)
+            source = TimestampSource.TSC
+        else:
+            n = lib.nx_rx_burst_meta(self._xsk, max_frames, *slot.c_args, *slot.meta_args)
+            source = _SOURCES[slot.meta_args[1][0]]
         if n == 0:
             self._free_slots.append(slot)
             return self._empty
         slot.released = False
-        return slot.burst(n)
+        return slot.burst(n, source)
 
     def _new_slot(self, max_frames: int) -> _Slot:
-        return _Slot(self._slot_owner, self.umem, max(64, max_frames))
+        return _Slot(self._slot_owner, self.umem, max(64, max_frames), meta=self._meta is not None)
+
+    def rx_stamps(self, burst: Burst) -> RxStamps:
+        """All the stamps of a burst this port received and has not released yet (rx_metadata ports)."""
+        slot = burst.handle
+        if type(slot) is not _Slot or slot.owner is not self._slot_owner or slot.released:
+            raise PortError("rx_stamps() takes a burst this port received and has not released yet")
+        if slot.meta is None:
+            raise PortError(f"the xdp port on {self.info.iface} was opened without rx_metadata=True: "
+                            "its frames carry only the TSC at poll time")
+        meta = slot.meta[:len(burst)]
+        return RxStamps(int(slot.meta_args[2][0]), meta["xdp_ns"].astype(np.int64),
+                        meta["nic_ns"].astype(np.int64), meta["nic_rc"].copy())
 
     def release(self, burst: Burst) -> None:
         slot = burst.handle
@@ -334,13 +538,29 @@ class XdpPort(Port):
             i = -taken - 1
             raise PortError(f"frame {i} of the burst ({int(burst.lengths[i])} bytes at offset "
                             f"{int(burst.offsets[i])}) runs outside its buffer or does not fit a "
-                            f"{self.frame_size}-byte UMEM frame; nothing was sent")
+                            f"{self.frame_size}-byte UMEM frame"
+                            f"{' after its TX metadata' if self._tx_meta else ''}; nothing was sent")
         return taken
 
     def c_api(self) -> tuple[int, int]:
         """Addresses of this port's ``struct nx_xsk`` and of the ``struct nx_burst_api`` table
         (cffi_build/xdp_api.h), for a fused C loop in another native module."""
         return int(ffi.cast("uintptr_t", self._live())), int(ffi.cast("uintptr_t", lib.nx_api()))
+
+    def tx_stamps(self, max_stamps: int = TX_LOG) -> TxStamps:
+        """Completion stamps of frames sent since the last call, oldest first (tx_timestamps=True ports)."""
+        if not self.tx_timestamps:
+            raise PortError(f"the xdp port on {self.info.iface} was opened without tx_timestamps=True")
+        out = np.zeros(max_stamps, TX_STAMP_DTYPE)
+        lost = ffi.new("uint64_t *")
+        n = lib.nx_tx_stamps(self._live(), ffi.from_buffer("struct nx_tx_stamp[]", out), max_stamps, lost)
+        source = _SOURCES[int(out["source"][0])] if n else self._tx_source()
+        return TxStamps(out["seq"][:n].copy(), out["ns"][:n].copy(), source, int(lost[0]))
+
+    def _tx_source(self) -> TimestampSource:
+        if not self._tx_meta:
+            return TimestampSource.TSC
+        return TimestampSource.NIC if self.info.zero_copy else TimestampSource.KERNEL_TAI
 
     def tx_in_flight(self) -> int:
         """Frames queued for sending that the kernel has not finished with yet."""
@@ -370,6 +590,9 @@ class XdpPort(Port):
             self._token = None
         xsk, self._xsk = self._xsk, ffi.NULL
         lib.nx_close(xsk)
+        if self._meta is not None:
+            self._meta.release()
+            self._meta = None
         ifname = self.info.iface
         _owners[ifname] -= 1
         if _owners[ifname] == 0:

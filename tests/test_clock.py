@@ -6,7 +6,7 @@ import pytest
 
 from netio import tsc
 from netio.clock import (CLOCK_DTYPE, Calibrator, ClockDomainError, ClockModel, ClockSync, SystemClock,
-                         Timeline, open_reference)
+                         Timeline, open_reference, tai_offset_ns)
 from netio.clock_sim import SimulatedPhc, calibration_errors, naive_errors
 from netio.port import TimestampSource
 
@@ -101,6 +101,26 @@ def test_timeline_refuses_to_mix_clock_domains():
     assert line.to_reference(np.array([7], np.uint64), TimestampSource.TSC).tolist() == [7]
     with pytest.raises(ClockDomainError, match="nic-hw timestamps cannot be put on the CLOCK_REALTIME"):
         line.to_reference(np.array([1]), TimestampSource.NIC)
+
+
+def test_kernel_tai_stamps_differ_from_realtime_by_the_tai_offset_and_no_more():
+    """The XDP program's CLOCK_TAI stamps: as they are on a CLOCK_TAI timeline, less the
+    kernel's TAI offset on a CLOCK_REALTIME one, refused on a PHC nobody tied to the system clock."""
+    offset = 37_000_000_000
+    realtime = Timeline(ClockModel(0, 0, 1.0, 0, "CLOCK_REALTIME"), tai_offset=offset)
+    tai = Timeline(ClockModel(0, 0, 1.0, 0, "CLOCK_TAI"), tai_offset=offset)
+    stamps = np.array([offset + 5, offset + 9])
+    assert realtime.to_reference(stamps, TimestampSource.KERNEL_TAI).tolist() == [5, 9]
+    assert tai.to_reference(stamps, TimestampSource.KERNEL_TAI).tolist() == stamps.tolist()
+    assert tai.to_reference(np.array([5]), TimestampSource.KERNEL).tolist() == [offset + 5]
+    with pytest.raises(ClockDomainError, match="kernel-tai timestamps cannot be put on the PHC /dev/ptp0"):
+        Timeline(ClockModel(0, 0, 1.0, 0, "PHC /dev/ptp0")).to_reference(stamps, TimestampSource.KERNEL_TAI)
+
+
+def test_tai_offset_is_the_kernels_in_whole_seconds():
+    offset = tai_offset_ns()
+    gap = time.clock_gettime_ns(time.CLOCK_TAI) - time.clock_gettime_ns(time.CLOCK_REALTIME)
+    assert offset % 1_000_000_000 == 0 and abs(gap - offset) < 10_000_000
 
 
 def test_unknown_or_missing_reference_clock_is_a_clear_error():

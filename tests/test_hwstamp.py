@@ -28,9 +28,12 @@ def test_hardware_stamping_refusal_says_what_happens_instead():
     assert "no hardware timestamping" in reason and "software timestamps" in reason
 
 
-def test_xdp_metadata_timestamps_unavailable_without_hardware_stamps():
-    assert "poll time instead" in hwstamp.xdp_rx_timestamp_support("lo")
-    assert "submit time with the TSC instead" in hwstamp.xdp_tx_timestamp_support("lo")
+def test_xdp_metadata_timestamps_on_loopback_are_refused_with_the_reason():
+    """lo's driver implements no XDP RX metadata and no AF_XDP TX timestamps (netdev netlink)."""
+    features = hwstamp.netdev_features("lo")
+    assert features.xdp_rx_metadata == frozenset() and features.xsk == frozenset()
+    assert "lo's driver does not implement the RX timestamp kfunc" in hwstamp.xdp_rx_timestamp_support("lo")
+    assert "lo's driver offers no AF_XDP TX timestamps" in hwstamp.xdp_tx_timestamp_support("lo")
 
 
 def test_tx_stamps_come_from_the_error_queue_numbered_per_send():

@@ -97,6 +97,26 @@ def test_reopening_continues_the_sequence(path):
     assert list(journal.read(path).records["seq"]) == list(range(1, 16))
 
 
+def test_records_another_writer_puts_on_its_descriptor_are_read_and_appending_carries_on(path):
+    """A writer outside the Journal (the venue's fused C walk) appends sealed records to
+    fileno() and reports them with wrote(): readers see one sequence, appends follow it."""
+    rec = journal.record_dtype(PAYLOAD)
+    with Journal.open(path, PAYLOAD) as j:
+        j.append(payloads(3), ts=5)
+        outside = np.zeros(4, rec)
+        outside["seq"] = np.arange(j.next_seq, j.next_seq + 4)
+        outside["ts"] = 6
+        outside["payload"] = payloads(4, 3)
+        outside["crc"] = [journal.crc32c(r.tobytes()[:-4]) for r in outside]
+        os.write(j.fileno(), outside.tobytes())
+        j.wrote(j.next_seq + 4)
+        assert j.written_seq == 7 and j.append(payloads(2, 7), ts=7) == 9
+    c = journal.read(path, PAYLOAD)
+    assert c.torn_offset is None and list(c.records["seq"]) == list(range(1, 10))
+    assert np.array_equal(c.records["payload"], payloads(9))
+    assert list(c.records["ts"]) == [5] * 3 + [6] * 4 + [7] * 2
+
+
 def test_appending_records_of_another_dtype_is_refused(path):
     with Journal.open(path, PAYLOAD) as j, pytest.raises(TypeError, match="journals"):
         j.append(np.zeros(3, np.dtype([("x", "<u8")])))

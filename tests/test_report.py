@@ -29,7 +29,7 @@ from tools.report.hlog import read_run
 from tools.report.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
-PIPELINE = ["NetworkRX", "Deserialize", "Validation", "Matching", "Serialize", "NetworkTX"]
+PIPELINE = ["NetworkRX", "Deserialize", "Validation", "Matching", "Serialize", "Journal", "NetworkTX"]
 
 
 # ---------------------------------------------------------------- log makers
@@ -73,14 +73,15 @@ def package_answers(hists) -> dict:
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    """Six stages, TOTAL and a round trip over 6 intervals; Matching is the slow tail."""
+    """Seven stages, TOTAL, TX completion and a round trip over 6 intervals; Matching is the slow tail."""
     rng = np.random.default_rng(11)
     medians = {"NetworkRX": 900, "Deserialize": 160, "Validation": 110, "Matching": 1500,
-               "Serialize": 190, "NetworkTX": 1000}
+               "Serialize": 190, "Journal": 400, "NetworkTX": 1000}
     intervals = []
     for _ in range(6):
         stages = {t: lognormal(rng, m, 0.6 if t == "Matching" else 0.2, 3000) for t, m in medians.items()}
         stages["TOTAL"] = sum(stages.values())
+        stages["TxCompletion"] = lognormal(rng, 5000, 0.3, 3000)
         stages["RoundTrip"] = stages["TOTAL"] + 8000
         intervals.append(stages)
     path = tmp_path_factory.mktemp("run") / "run.hlog"
@@ -111,20 +112,20 @@ def test_percentiles_and_mean_are_the_hdrhistogram_packages_answers(seed):
 def test_stage_table_figures_are_the_packages_answers_for_the_merged_intervals(pipeline_run):
     path, intervals = pipeline_run
     bd = analyse(read_run([path]))
-    assert [r.tag for r in bd.stages] == PIPELINE + ["TOTAL", "RoundTrip"]
+    assert [r.tag for r in bd.stages] == PIPELINE + ["TOTAL", "TxCompletion", "RoundTrip"]
     for row in bd.stages:
         want = package_answers(histogram(iv[row.tag]) for iv in intervals)
         got = {"count": row.summary.count, **row.summary.values_ns}
         assert got == want, row.tag
-    assert len(bd.intervals) == 6 * 8
+    assert len(bd.intervals) == 6 * 10
 
 
 def test_stages_are_shown_in_pipeline_order_with_their_display_names(pipeline_run, capsys):
     code, out, _ = run_cli(capsys, pipeline_run[0])
     assert code == 0
     names = [s.name for s in STAGES]
-    assert names == ["Network RX", "Deserialize", "Validation", "Matching", "Serialize", "Network TX",
-                     "TOTAL", "round trip"]
+    assert names == ["Network RX", "Deserialize", "Validation", "Matching", "Serialize", "Journal", "Network TX",
+                     "TOTAL", "TX completion", "round trip"]
     positions = [out.index(f"\n{name} ") for name in names]
     assert positions == sorted(positions)
     for col in ("count", "p50", "p90", "p99", "p99.9", "p99.99", "max"):
@@ -471,7 +472,7 @@ def test_json_output_carries_every_figure_in_integer_ns(pipeline_run, capsys):
 def test_csv_output_has_a_row_per_stage(pipeline_run, capsys):
     code, out, _ = run_cli(capsys, "--csv", pipeline_run[0])
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [r["tag"] for r in rows] == PIPELINE + ["TOTAL", "RoundTrip"]
+    assert [r["tag"] for r in rows] == PIPELINE + ["TOTAL", "TxCompletion", "RoundTrip"]
     bd = analyse(read_run([pipeline_run[0]]))
     for r in rows:
         assert int(r["p99.9_ns"]) == bd.stage(r["tag"]).summary.values_ns["p99.9"]

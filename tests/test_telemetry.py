@@ -30,26 +30,35 @@ def test_out_of_range_values_are_counted_not_recorded():
     assert stage.synced().get_total_count() == 1 and stage.dropped == 2
 
 
-def test_a_burst_charges_every_packet_with_each_stage_interval():
+def test_a_burst_charges_every_packet_with_each_stage_interval_and_total_ends_at_tx_submit():
     # 1 ns per cycle: stamps are ns apart as written
     telemetry = Telemetry(ns_per_cycle=1.0)
-    stamps = np.array([1000, 1100, 1300, 1600, 2000, 2500], np.uint64)    # at HOPS
+    stamps = np.array([1000, 1100, 1300, 1600, 2000, 2050, 2550, 9550], np.uint64)    # at HOPS
     assert len(stamps) == len(HOPS)
     telemetry.record_burst(stamps, packets=4, rx_wait_ns=np.array([50, 60, 70, 80]))
     run = telemetry.summary()
     assert list(run) == list(TAGS)
     expected = {"NetworkRX": 50, "Deserialize": 100, "Validation": 200, "Matching": 300, "Serialize": 400,
-                "NetworkTX": 500}
+                "Journal": 50, "NetworkTX": 500, "TxCompletion": 7000}
     for stage, ns in expected.items():
         assert run[stage].get_total_count() == 4
         assert run[stage].get_min_value() == ns
-    assert run[TOTAL].get_total_count() == 4 and run[TOTAL].get_min_value() == 1550
-    assert run[TOTAL].get_max_value() == run[TOTAL].get_highest_equivalent_value(1580)
+    # the first RX stamp to TX submit: the kick that follows is TxCompletion's, not TOTAL's
+    assert run[TOTAL].get_total_count() == 4 and run[TOTAL].get_min_value() == 1600
+    assert run[TOTAL].get_max_value() == run[TOTAL].get_highest_equivalent_value(1630)
+
+
+def test_a_port_without_a_separate_kick_stops_at_tx_submit():
+    telemetry = Telemetry(ns_per_cycle=1.0)
+    telemetry.record_burst(np.array([0, 10, 20, 30, 40, 40, 100], np.uint64), packets=1)
+    run = telemetry.summary()
+    assert "TxCompletion" not in run and run["NetworkTX"].get_min_value() == 60
+    assert run[TOTAL].get_min_value() == 100
 
 
 def test_without_rx_stamps_network_rx_is_absent_and_total_is_in_process_time():
     telemetry = Telemetry(ns_per_cycle=0.5)
-    telemetry.record_burst(np.array([0, 10, 20, 30, 40, 100], np.uint64), packets=2)
+    telemetry.record_burst(np.array([0, 10, 20, 30, 40, 50, 100, 300], np.uint64), packets=2)
     run = telemetry.summary()
     assert "NetworkRX" not in run and run[TOTAL].get_min_value() == 50
 
@@ -60,7 +69,8 @@ def test_interval_log_is_standard_and_tagged(tmp_path):
     start = telemetry._interval_start
     for second in range(3):
         for _ in range(10):
-            telemetry.record_burst(np.array([0, 100, 200, 300, 400, 500 + 1000 * second], np.uint64), packets=2)
+            telemetry.record_burst(np.array([0, 100, 200, 300, 400, 400, 500 + 1000 * second, 600 + 1000 * second],
+                                            np.uint64), packets=2)
         assert telemetry.tick(start + second + 1.0)
         assert telemetry.live()["NetworkTX"][2] == 20
     telemetry.close()
@@ -85,3 +95,24 @@ def test_hlog_writer_keeps_untagged_lines_for_plain_readers(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0] == "#[Source: open-loop]"
     assert lines[-1].startswith("0.000,1.000,0.003,")
+
+
+def test_many_bursts_recorded_at_once_match_the_same_bursts_recorded_one_by_one():
+    """record_bursts (the fused path's rows: hops, frames, commands, TSC RX stamp) charges
+    the stages and TOTAL exactly as record_burst does with each RX wait."""
+    rng = np.random.default_rng(3)
+    rows = np.zeros((50, len(HOPS) + 3), np.uint64)
+    rows[:, :len(HOPS)] = 10_000 + np.cumsum(rng.integers(0, 5_000, (50, len(HOPS))), axis=1)
+    rows[:, len(HOPS)] = rng.integers(1, 9, 50)                   # frames
+    rows[:, len(HOPS) + 2] = rows[:, 0] - rng.integers(0, 3_000, 50)   # RX stamp, before the poll
+    at_once, one_by_one = Telemetry(ns_per_cycle=0.37), Telemetry(ns_per_cycle=0.37)
+    at_once.record_bursts(rows, rows[:, len(HOPS)], len(HOPS) + 2)
+    for r in rows:
+        wait = np.full(int(r[len(HOPS)]), ((int(r[0]) - int(r[-1])) * at_once.mult) >> 32)
+        one_by_one.record_burst(r[:len(HOPS)], int(r[len(HOPS)]), wait)
+    a, b = at_once.summary(), one_by_one.summary()
+    assert list(a) == list(b) == list(TAGS)
+    for tag in TAGS:
+        assert a[tag].get_total_count() == b[tag].get_total_count() == int(rows[:, len(HOPS)].sum())
+        for q in (0, 50, 99, 100):
+            assert a[tag].get_value_at_percentile(q) == b[tag].get_value_at_percentile(q), (tag, q)

@@ -301,7 +301,10 @@ def venue_address(v) -> str:
 
 
 def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subprocess.Popen:
+    """netio-run on ``backend`` ("xdp-stamped": AF_XDP with the frames stamped by netio's XDP program)."""
     extra = ["--dpdk-args", f"--no-huge -m 256 --file-prefix vnue{os.getpid()}"] if backend == "dpdk" else []
+    if backend == "xdp-stamped":
+        backend, extra = "xdp", ["--rx-stamps", "xdp"]
     return subprocess.Popen(
         [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", backend, "--ip", venue_address(v),
          "--journal", str(tmp_path / "venue.jnl"), "--hlog", str(tmp_path / "venue.hlog"),
@@ -310,7 +313,7 @@ def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subpro
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
-@pytest.mark.parametrize("backend", ["xdp", "socket", "dpdk"])
+@pytest.mark.parametrize("backend", ["xdp", "xdp-stamped", "socket", "dpdk"])
 @pytest.mark.timeout(90)
 def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth, backend, tmp_path):
     n = 60
@@ -322,6 +325,8 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
         if venue.poll() is not None and venue.wait() == 3 and backend == "dpdk":
             pytest.skip("DPDK cannot open a port here: " + "".join(started))
         assert started[-1], "".join(started)
+        if backend.startswith("xdp"):     # the default on a port with a C table: the whole walk in C
+            assert started[-1].rstrip().endswith("fused C pipeline"), started[-1]
         out = veth.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(veth), veth.ns_ip, str(n)],
                        cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert out.returncode == 0, out.stderr
@@ -349,6 +354,12 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
     book = empty_book()
     journal.replay(tmp_path / "venue.jnl", Matcher(book).run, COMMAND_DTYPE)
     assert book.state_hash() == final["book_hash"]
+    if backend == "xdp-stamped":    # the kernel's stamp as XDP saw each frame starts the clock
+        from tools.report.breakdown import analyse
+        from tools.report.hlog import read_run
+        bd = analyse(read_run([tmp_path / "venue.hlog"]))
+        rx, total = bd.stage("NetworkRX").summary, bd.stage("TOTAL").summary
+        assert rx.count == total.count > 0 and 0 < rx.values_ns["p50"] <= total.values_ns["p50"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")

@@ -8,9 +8,13 @@ import os
 import numpy as np
 import pytest
 
+from engine import journal
+from engine.commands import COMMAND_DTYPE
+from engine.matching import Matcher
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
-from tests.test_venue import VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, enter, random_flow, split_output
+from tests.test_venue import (VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, empty_book, enter, random_flow,
+                              split_output)
 
 
 def run_venue(frames: list[bytes], fused: bool, burst_size: int = 64, per_poll: int = 64, **kw):
@@ -105,18 +109,81 @@ def test_sources_beyond_the_client_table_are_dropped_and_counted_on_the_fused_pa
     assert counts["messages"] == 3 and counts["message_drops"] == {"too_many_clients": 2}
 
 
-def test_the_fused_path_refuses_a_journal(tmp_path):
-    """It acknowledges from C, before Python could journal: a journal is refused, not skipped."""
-    with pytest.raises(ValueError, match="journal"):
-        Venue(MemoryPort(), VENUE_IP, VENUE_MAC, journal=str(tmp_path / "j"), fused=True)
+def test_the_fused_path_journals_exactly_the_records_of_the_python_pipeline_and_they_replay_to_its_book(tmp_path):
+    """Journal in C: the same commands (risk verdicts included) and the same learned
+    clients and tokens, field for field under the same sequence numbers, CRC-checked by
+    engine.journal."""
+    clients = [Client(f"10.9.0.{60 + i}", 43000 + i) for i in range(3)]
+    frames = random_flow(11, 400, clients)
+    records, venues = {}, {}
+    for fused in (False, True):
+        path = tmp_path / f"{fused}.jnl"
+        venues[fused], _ = run_venue(frames, fused, per_poll=7, journal=str(path))
+        records[fused] = (journal.read(path).records, journal.read(f"{path}.sessions").records)
+    for py, fu in zip(records[False], records[True]):
+        assert len(fu) > 20
+        assert np.array_equal(fu["seq"], py["seq"]) and (fu["payload"] == py["payload"]).all()
+    book = empty_book()
+    journal.replay(tmp_path / "True.jnl", Matcher(book).run, COMMAND_DTYPE)
+    assert book.state_hash() == venues[True].book.state_hash() == venues[False].book.state_hash()
+
+
+@pytest.mark.parametrize("fused_after", [False, True])
+def test_a_venue_restarted_on_a_fused_journal_knows_its_clients_tokens_and_feed(tmp_path, fused_after):
+    """The fused path writes a journal a restarted venue (either pipeline) recovers from:
+    the same book, the next feed sequence, and a returning client's old order tokens."""
+    path, c = tmp_path / "venue.jnl", Client("10.9.0.7", 40007)
+    first = [c.frame(datagram(enter(f"K{k}", "BS"[k % 2], 100 * (1 + k % 3), "AAPL", 1_900_000 + 100 * (k % 5 - 2))))
+             for k in range(30)] + [c.frame(datagram(enter("REST", "B", 100, "AAPL", 1_880_000)))]
+    before, _ = run_venue(first, True, per_poll=4, journal=str(path))
+    port = MemoryPort()
+    second = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(path), fused=fused_after)
+    assert second.book.state_hash() == before.book.state_hash() and second.feed_seq == before.feed_seq
+    port.inbox.append(c.frame(datagram(enter("NEW", "B", 100, "MSFT", 4_200_000),
+                                       dict(type="X", order_token="REST", shares=0))))
+    while second.poll():
+        pass
+    second.close()
+    replies, feed, seqs = split_output(port.sent, c.stack)
+    assert [(r["type"], r["order_token"]) for r in replies] == [("A", "NEW"), ("C", "REST")]
+    assert seqs == [(before.feed_seq, 2)] and [m["message_type"] for m in feed] == ["A", "D"]
+    assert len(journal.read(path).records) == 33
+
+
+def test_a_burst_the_fused_path_cannot_journal_is_not_sent_and_the_error_says_why(tmp_path):
+    """Nothing reaches the wire unjournaled: with the journal's file gone bad, poll raises
+    the write's error and no reply of that burst leaves."""
+    c = Client("10.9.0.8", 40008)
+    port = MemoryPort()
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(tmp_path / "venue.jnl"), fused=True)
+    port.inbox.append(c.frame(datagram(enter("OK1", "B", 100, "AAPL", 1_900_000))))
+    venue.poll()
+    assert [r["order_token"] for r in split_output(port.sent, c.stack)[0]] == ["OK1"]
+    sent = len(port.sent)
+    readonly = os.open(tmp_path / "venue.jnl", os.O_RDONLY)
+    os.dup2(readonly, venue.journal.fileno())     # the journal's descriptor can no longer write
+    os.close(readonly)
+    port.inbox.append(c.frame(datagram(enter("LOST", "B", 100, "AAPL", 1_900_000))))
+    with pytest.raises(OSError, match="journal"):
+        venue.poll()
+    venue.close()
+    assert len(port.sent) == sent
+    assert len(journal.read(tmp_path / "venue.jnl").records) == 1
+
+
+def test_a_venue_runs_the_fused_path_by_default_only_on_a_port_with_a_c_table():
+    venue = Venue(MemoryPort(), VENUE_IP, VENUE_MAC)
+    assert not venue.fused
+    venue.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.timeout(90)
-def test_netio_run_fused_on_af_xdp_answers_every_order_and_its_fills_match_the_feed(tmp_path):
-    """netio-run --fused --backend xdp on a veth (fp_poll reading and sending through the
-    port's C table): every order accepted, each cross filled on both sides, the feed's
-    executions those fills, no gap in the feed, SIGTERM stops it cleanly."""
+def test_netio_run_with_the_python_pipeline_on_af_xdp_answers_every_order_and_its_fills_match_the_feed(tmp_path):
+    """netio-run --pipeline python --backend xdp on a veth (the reference pipeline, where
+    the fused C walk is the default: tests/test_venue.py runs that one): every order
+    accepted, each cross filled on both sides, the feed's executions those fills, no gap
+    in the feed, SIGTERM stops it cleanly."""
     import json
     import signal
     import subprocess
@@ -133,13 +200,13 @@ def test_netio_run_fused_on_af_xdp_answers_every_order_and_its_fills_match_the_f
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         venue = subprocess.Popen(
             [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", "xdp", "--ip", venue_address(v),
-             "--fused", "--hlog", str(tmp_path / "venue.hlog"), "--duration", "30",
+             "--pipeline", "python", "--hlog", str(tmp_path / "venue.hlog"), "--duration", "30",
              "--final-state", str(tmp_path / "final.json")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
         try:
             started = [venue.stderr.readline()]
             while started[-1] and not started[-1].startswith("netio-run: venue at"):
                 started.append(venue.stderr.readline())
-            assert started[-1], "".join(started)
+            assert started[-1].rstrip().endswith("Python-driven pipeline"), "".join(started)
             out = v.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(v), v.ns_ip, str(n)],
                         cwd=ROOT, capture_output=True, text=True, timeout=40)
             assert out.returncode == 0, out.stderr
@@ -163,3 +230,29 @@ def test_netio_run_fused_on_af_xdp_answers_every_order_and_its_fills_match_the_f
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["counters"]["stack"]["received"] == final["counters"]["rx_frames"]
     assert final["counters"]["commands"] == n and final["counters"]["fills"] == n // 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_the_benchmarks_c_client_gets_every_order_answered_by_the_venue_and_by_the_c_echo(tmp_path):
+    """tools/bench/c/ouch_client.c against the default (fused) venue and against the C
+    echo on the same veth: every order answered once by its token, none rejected; the
+    venue's telemetry has TX submit and TX completion as separate stages."""
+    from pathlib import Path
+
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tools.bench import venue as bench
+    with VethNamespace("vncc") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
+        b = bench.Bench(v, *bench._compile(Path(tmp_path)))
+        run = b.venue(500, 1.0)
+        echo = b.echo_run(500, 1.0)
+        assert iface.xdp_programs(v.host_if) == []
+    assert run["fused"]
+    for got in (run["client"], echo):
+        assert got["sent"] == got["answered"] == 500 and got["lost"] == 0
+        assert got["duplicates"] == got["rejected"] == got["foreign"] == got["send_errors"] == 0
+        assert 0 < got["rtt_ns_p50"] <= got["rtt_ns_p99"] <= got["rtt_ns_max"]
+    assert {"NetworkRX", "NetworkTX", "TxCompletion", "TOTAL"} <= set(run["stages"])

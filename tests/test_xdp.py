@@ -150,12 +150,14 @@ def test_one_socket_per_queue_and_a_refused_second_leaves_the_first_working(veth
         assert receive(first, 2)[0] == sent
 
 
-def test_a_port_left_by_a_killed_process_is_cleared_by_the_next_open(veth, caplog):
+@pytest.mark.parametrize("first_mode, options", [("generic", {}), ("native", {"rx_metadata": True})],
+                         ids=["libxdp-program", "metadata-program"])
+def test_a_port_left_by_a_killed_process_is_cleared_by_the_next_open(veth, caplog, first_mode, options):
     """SIGKILL leaves the XDP program attached; the next open detaches it and says so."""
     code = textwrap.dedent(f"""
         import time
         from netio.xdp import XdpPort
-        port = XdpPort("{veth.host_if}", xdp_mode="generic")
+        port = XdpPort("{veth.host_if}", xdp_mode="{first_mode}", **{options!r})
         print(port.info.details["prog_id"], flush=True)
         time.sleep(30)
     """)
@@ -166,18 +168,20 @@ def test_a_port_left_by_a_killed_process_is_cleared_by_the_next_open(veth, caplo
         proc.kill()
         proc.wait()
     assert iface.xdp_program(veth.host_if).prog_id == prog_id
-    with caplog.at_level("WARNING", logger="netio"), xdp.XdpPort(veth.host_if, xdp_mode="native") as port:
+    with caplog.at_level("WARNING", logger="netio"), xdp.XdpPort(veth.host_if, xdp_mode="native", **options) as port:
         assert f"detached XDP program {prog_id}" in port.info.details["stale_program"]
+        assert port.info.details["prog_id"] != prog_id
         assert any(f"detached XDP program {prog_id}" in r.getMessage() for r in caplog.records)
         assert port.info.xdp_mode == "native"
     assert iface.xdp_program(veth.host_if) is None
 
 
-def test_sigterm_detaches_the_program_and_still_ends_the_process(veth):
+@pytest.mark.parametrize("options", ["", ", rx_metadata=True"], ids=["libxdp-program", "metadata-program"])
+def test_sigterm_detaches_the_program_and_still_ends_the_process(veth, options):
     code = textwrap.dedent(f"""
         import time
         from netio.xdp import XdpPort
-        port = XdpPort("{veth.host_if}")
+        port = XdpPort("{veth.host_if}"{options})
         print("open", flush=True)
         time.sleep(30)
     """)
@@ -321,7 +325,8 @@ def test_a_fused_c_loop_drives_the_port_through_c_api(veth, tmp_path):
         back = capture_in_namespace(veth, 3, echo)
         assert port.stats().rx_packets == 3 and port.stats().tx_packets == 3
     assert echoed == [3]
-    assert back == [f[6:12] + f[:6] + f[12:] for f in sent]
+    # fused_echo.c sends each frame back to its sender: MACs, IPv4 addresses and UDP ports swapped
+    assert back == [f[6:12] + f[:6] + f[12:26] + f[30:34] + f[26:30] + f[36:38] + f[34:36] + f[38:] for f in sent]
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a veth gets one queue per CPU at most")

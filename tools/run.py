@@ -34,6 +34,8 @@ examples:
   sudo netio-run --iface eth0 --ip 10.0.0.1 --backend xdp --queue 2 --journal venue.jnl --hlog venue.hlog
   sudo netio-run --iface 0000:3b:00.0 --backend dpdk --dpdk-args "-l 2 -n 4" --ip 10.0.0.1 --mac 0c:42:a1:00:00:01
   sudo netio-run --iface eth0 --ip 10.0.0.1 --config engine/venue.example.toml --duration 60
+  sudo netio-run --iface eth0 --ip 10.0.0.1 --pipeline python  the Python-driven reference pipeline
+                                                             (AF_XDP runs the fused C walk by default)
   netio-run --iface orders.pcap --backend pcap --ip 10.0.0.1 --mac 02:00:00:00:00:01   replay a capture;
                                                              what the venue sends goes to orders.out.pcap
   sudo netio-run --demo                                      venue + load generator on a veth pair, then the breakdown
@@ -76,9 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="venue and load generator on a veth pair, then the breakdown")
     p.add_argument("--rate", type=float, default=2000, help="--demo: orders per second (default %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no status line")
-    p.add_argument("--fused", action="store_true",
-                   help="the whole walk in one C call per burst (engine/fastpath.py); no --journal")
+    p.add_argument("--rx-stamps", choices=("poll", "xdp"), default="poll",
+                   help="where latency starts on AF_XDP: poll (default), the TSC when the venue takes a burst; "
+                        "xdp, netio's XDP program stamps each frame (the NIC's hardware stamp where the driver "
+                        "gives one, else the kernel's clock as XDP sees it), so Network RX shows the kernel's part")
+    p.add_argument("--pipeline", choices=("auto", "fused", "python"), default="auto",
+                   help="fused: the whole walk in C per burst (engine/fastpath.py); python: the Python-driven "
+                        "reference pipeline; auto (default): fused on a port with a C table (AF_XDP)")
     return p
+
+
+_FUSED = {"auto": None, "fused": True, "python": False}
 
 
 def _config(args) -> VenueConfig:
@@ -127,17 +137,20 @@ class PcapReplay(Port):
 
 
 def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None = None,
-                    pcap_out: str | None = None) -> Port:
+                    pcap_out: str | None = None, rx_stamps: str = "poll") -> Port:
     """The port for a venue: ``auto`` is AF_XDP, else a TPACKET_V2 socket (per-frame wake-ups,
     where V3's block timeout would hold sparse orders for a millisecond); ``pcap`` replays
-    the capture ``iface`` and writes what the venue sends to ``pcap_out``."""
+    the capture ``iface`` and writes what the venue sends to ``pcap_out``. ``rx_stamps="xdp"``
+    has AF_XDP frames stamped by netio's XDP program (the NIC's stamp where the driver gives
+    one, else the kernel's as XDP sees the frame) instead of when the venue polls them."""
     if backend == "pcap":
         return PcapReplay(iface, pcap_out or str(Path(iface).with_suffix(".out.pcap")))
-    options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {}}
+    options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {},
+               "xdp": {"rx_metadata": rx_stamps == "xdp"}}
     if backend != "auto":
         return open_port(iface, backend, queue, **options.get(backend, {}))
     try:
-        return open_port(iface, "xdp", queue)
+        return open_port(iface, "xdp", queue, **options["xdp"])
     except PortError as e:
         port = open_port(iface, "socket", queue, **options["socket"])
         port.info.fallbacks.insert(0, f"xdp: {e}")
@@ -230,7 +243,7 @@ def run_venue(args) -> int:
         print(f"netio-run: config: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args, args.pcap_out)
+        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args, args.pcap_out, args.rx_stamps)
     except (PortError, OSError) as e:
         print(f"netio-run: cannot open {args.iface}: {e}", file=sys.stderr)
         return EXIT_PORT
@@ -245,13 +258,14 @@ def run_venue(args) -> int:
         sync = ClockSync(SystemClock())
         try:
             venue = Venue(port, args.ip, mac, cfg, journal=args.journal, hlog=args.hlog, clock=sync.model,
-                          fused=args.fused)
+                          fused=_FUSED[args.pipeline])
         except (OSError, ValueError) as e:
             print(f"netio-run: venue: {e}", file=sys.stderr)
             return EXIT_VENUE
         stopper = Stopper()
         print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}, "
-              f"{len(cfg.symbols)} symbols", file=sys.stderr)
+              f"{len(cfg.symbols)} symbols, {'fused C' if venue.fused else 'Python-driven'} pipeline",
+              file=sys.stderr)
         try:
             until = (lambda: port.exhausted) if isinstance(port, PcapReplay) else None
             serve(venue, stopper, args.duration, args.quiet, sync, until=until)
@@ -272,11 +286,12 @@ def run_demo(args) -> int:
     out = Path(tempfile.mkdtemp(prefix="netio-demo-"))
     venue_hlog, lg_hlog = out / "venue.hlog", out / "loadgen.hlog"
     with VethNamespace("demo") as v:
-        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        # no GRO where the load generator receives: it holds each reply for tens of microseconds
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         ip = str(v.subnet.network_address + 10)
         try:
-            port = open_venue_port(v.host_if, args.backend, 0, args.dpdk_args)
+            port = open_venue_port(v.host_if, args.backend, 0, args.dpdk_args, rx_stamps=args.rx_stamps)
         except PortError as e:
             print(f"netio-run: cannot open {v.host_if}: {e}", file=sys.stderr)
             return EXIT_PORT
@@ -286,14 +301,22 @@ def run_demo(args) -> int:
                 print(f"netio-run --demo:   not faster because {step}", file=sys.stderr)
             sync = ClockSync(SystemClock())
             venue = Venue(port, ip, v.host_mac, _config(args), hlog=str(venue_hlog), clock=sync.model,
-                          journal=args.journal)
+                          journal=args.journal, fused=_FUSED[args.pipeline])
+            print(f"netio-run --demo: {'fused C' if venue.fused else 'Python-driven'} pipeline", file=sys.stderr)
             stopper = Stopper()
-            loadgen = v.popen([sys.executable, "-m", "tools.loadgen", "--venue", ip, "--feed-iface", v.ns_ip,
+            # a CPU each where there are two: the busy-polling venue and its client would
+            # otherwise take turns on one and time each other's stalls
+            cpus = sorted(os.sched_getaffinity(0))
+            pin = ["taskset", "-c", str(cpus[-1])] if len(cpus) > 1 else []
+            loadgen = v.popen([*pin, sys.executable, "-m", "tools.loadgen", "--venue", ip, "--feed-iface", v.ns_ip,
                                "--rate", str(args.rate), "--duration", str(duration), "--hlog", str(lg_hlog)],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
             try:
+                if pin:
+                    os.sched_setaffinity(0, {cpus[0]})
                 serve(venue, stopper, duration + 30, args.quiet, sync, until=lambda: loadgen.poll() is not None)
             finally:
+                os.sched_setaffinity(0, cpus)
                 venue.close()
                 _final_state(venue, args.final_state)
                 if loadgen.poll() is None:

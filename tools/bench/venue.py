@@ -1,27 +1,44 @@
-"""The venue on AF_XDP: internal latency, throughput, and round trip beside a C echo.
+"""The venue on AF_XDP: internal latency, round trip beside a C echo, throughput.
 
-One veth pair. The venue (engine.venue.Venue on netio.xdp.XdpPort, native mode) runs in
-this process pinned to CPU 0 with the garbage collector off; the load generator
-(tools/loadgen.py, open loop, checks every reply and the feed) runs in the namespace
-pinned to CPU 1.
+One veth pair. The venue (engine.venue.Venue on netio.xdp.XdpPort, native mode, the
+fused C pipeline it runs by default there) runs in this process pinned to CPU 0 with the
+garbage collector off; its clients run in the namespace pinned to CPU 1. Figures:
 
-- ``internal_ns_*``: the venue's TOTAL stage (first RX stamp to TX submit, every frame of
-  every burst) at light load, from engine.telemetry's whole-run histogram.
-- ``rtt_us_*``: the load generator's round trip at that light load (from each request's
-  intended send time; a Python client in a namespace: includes its own costs).
-- ``venue_orders_per_s``: orders the venue took in per second of its busy window while the
-  load generator offers far more than it can take (saturation); the burst size grows.
-- ``fused_*``: the same three with ``Venue(..., fused=True)``: the whole walk in C
-  (engine/fastpath.py), polling the AF_XDP port through its C table.
-- ``c_echo_rtt_us_*``: the same veth, a C libxdp echo server (tools/bench/c/xdp_ref.c)
-  ping-ponged by the C generator (tools/bench/c/gen.c): the floor a venue's round trip
-  stands on here.
+- ``internal_ns_*``: the venue's TOTAL stage at light load: the first RX stamp to TX
+  submit (the frames' descriptors published on the TX ring), every frame of every burst
+  (engine.telemetry's whole-run histogram). ``tx_completion_ns_*``: the kick after it
+  (in copy mode the sendto() in which the kernel transmits through the veth into the
+  namespace's stack), its own stage. ``stage_p50_ns_*``: the p50 of every stage.
+- ``rtt_us_*``: the C load client (tools/bench/c/ouch_client.c: UDP, open loop from
+  intended send times, an Enter Order per datagram, timed to the Accepted that carries
+  its token) against the venue at light load; ``c_echo_rtt_us_*``: the same binary on
+  the same veth against a C AF_XDP echo (tools/bench/c/fused_echo.c: netio's port driven
+  by a C loop, addresses swapped so the datagram goes back to the client's socket).
+  Venue and echo take turns, REPEATS times; each figure is the median over the repeats;
+  ``rtt_ratio_p50`` is the venue's p50 over the echo's (goal: at most 1.25).
+  ``sent_rtt_us_*``, ``c_echo_sent_rtt_us_*``, ``sent_rtt_ratio_p50``: the same from when
+  each order actually left: the path alone, without the client's lateness (on a shared
+  CPU the client is often descheduled past an intended send time, which the open-loop
+  figures rightly count but which says nothing about the venue).
+- ``venue_orders_per_s``: orders the venue took in per second of its busy window while
+  the C client offers SATURATION_RATE (more than it can take); the burst size grows.
+- ``python_internal_ns_*``: the Python-driven reference pipeline (``fused=False``) at the
+  same light load with the same client: what the fused path saves.
+- ``loadgen_*``: tools/loadgen.py (a Python client: checks every reply and the feed
+  against its fills) against the default venue at light load; its round trip includes
+  its own Python costs.
+- ``fused_instructions_per_order`` (``_journaled``): callgrind's count of the fused walk
+  (fp_burst) per Enter Order, one order a burst, alternately buying and selling at one
+  price as the client does, without and with a journal (the write() itself is the
+  kernel's): the stable figure beside the noisy clocks.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,88 +47,233 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import ouch
+from engine._fastpath import lib as fastpath_lib
 from engine.venue import Venue
 from netio import iface
 from netio.clock import ClockSync, SystemClock
 from netio.netns import VethNamespace
-from tools.bench.netio import Bench, _compile
+from netio.port import Burst, PortStats
+from netio.stack import Stack
 from tools.run import open_venue_port
 
-VENUE_CPU, LOADGEN_CPU = 0, "1"
-LIGHT_RATE, LIGHT_S = 1_000, 4.0
-SATURATION_RATE, SATURATION_S = 50_000, 3.0
-ROOT = Path(__file__).resolve().parents[2]
+VENUE_CPU, CLIENT_CPU = 0, "1"
+LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 3.0, 0.5
+REPEATS = 3
+SATURATION_RATE, SATURATION_S = 400_000, 2.0
+ORDER_PORT = 15000
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PERCENTILES = (("p50", 50), ("p99", 99), ("p999", 99.9))
 
 
-def _venue_run(v: VethNamespace, rate: float, duration: float, fused: bool = False) -> tuple[dict, dict, float]:
-    """(venue telemetry TOTAL percentiles, load generator summary, orders/s in the busy window)."""
-    ip = str(v.subnet.network_address + 10)
-    before = os.sched_getaffinity(0)
-    port = open_venue_port(v.host_if, "xdp", 0)
-    try:
-        sync = ClockSync(SystemClock())
-        venue = Venue(port, ip, v.host_mac, clock=sync.model, fused=fused)
-        loadgen = v.popen(["taskset", "-c", LOADGEN_CPU, sys.executable, "-m", "tools.loadgen", "--venue", ip,
-                           "--feed-iface", v.ns_ip, "--rate", str(rate), "--duration", str(duration), "--json"],
-                          stdout=subprocess.PIPE, text=True, cwd=ROOT)
+def _compile(workdir: Path) -> tuple[str, str]:
+    client, echo = str(workdir / "ouch_client"), str(workdir / "fused_echo.so")
+    cc = ["gcc", "-O2", "-march=x86-64-v2", "-Wall"]
+    subprocess.run([*cc, "-o", client, str(HERE / "c/ouch_client.c")], check=True)
+    subprocess.run([*cc, "-shared", "-fPIC", "-I", str(ROOT / "cffi_build"), "-o", echo, str(HERE / "c/fused_echo.c")],
+                   check=True)
+    return client, echo
+
+
+class _Pinned:
+    """The body on the venue's CPU without the cyclic garbage collector, then as before."""
+
+    def __enter__(self):
+        self.before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {VENUE_CPU})
         gc.disable()
-        first = last = None
-        next_clock = time.monotonic() + 1
+
+    def __exit__(self, *exc):
+        gc.enable()
+        os.sched_setaffinity(0, self.before)
+
+
+class Bench:
+    def __init__(self, v: VethNamespace, client: str, echo: str):
+        self.v, self.client = v, client
+        self.ip = str(v.subnet.network_address + 10)
+        self.echo = ctypes.CDLL(echo).fused_echo
+        self.echo.restype = ctypes.c_int64
+        self.echo.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                              ctypes.c_int64, ctypes.c_int64]
+        # the echo cannot answer ARP: both targets are reached through the same static entry
+        v.run(["ip", "neigh", "replace", self.ip, "lladdr", v.host_mac, "dev", v.ns_if, "nud", "permanent"],
+              check=True)
+
+    def _client(self, rate: float, seconds: float) -> subprocess.Popen:
+        return self.v.popen(["taskset", "-c", CLIENT_CPU, self.client, self.v.ns_ip, self.ip, str(ORDER_PORT),
+                             str(rate), str(seconds), str(WARMUP_S)], stdout=subprocess.PIPE, text=True)
+
+    def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: bool = False) -> dict:
+        """One run of the venue against the C client (or tools/loadgen.py): its figures."""
+        port = open_venue_port(self.v.host_if, "xdp", 0)
         try:
-            while loadgen.poll() is None:
-                if venue.poll():
-                    last = time.monotonic()
-                    first = first or last
-                elif last and time.monotonic() > next_clock:
-                    venue.set_clock(sync.update())
-                    next_clock = time.monotonic() + 1
+            sync = ClockSync(SystemClock())
+            venue = Venue(port, self.ip, self.v.host_mac, clock=sync.model, fused=fused)
+            if loadgen:
+                client = self.v.popen(["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "tools.loadgen",
+                                       "--venue", self.ip, "--feed-iface", self.v.ns_ip, "--rate", str(rate),
+                                       "--duration", str(seconds), "--json"], stdout=subprocess.PIPE, text=True,
+                                      cwd=ROOT)
+            else:
+                client = self._client(rate, seconds)
+            first = last = None
+            next_clock = time.monotonic() + 1
+            with _Pinned():
+                while client.poll() is None:
+                    if venue.poll():
+                        last = time.monotonic()
+                        first = first or last
+                    elif time.monotonic() > next_clock:
+                        venue.set_clock(sync.update())
+                        next_clock = time.monotonic() + 1
+            out, _ = client.communicate(timeout=30)
+            stages = venue.telemetry.summary()
+            commands = venue.counters().get("commands", 0)
+            venue.close()
         finally:
-            gc.enable()
-            os.sched_setaffinity(0, before)
-        out, _ = loadgen.communicate(timeout=30)
-        total = venue.telemetry.summary()["TOTAL"]
-        commands = venue.counters().get("commands", 0)
-        venue.close()
-    finally:
-        port.close()
-    internal = {p: total.get_value_at_percentile(q) for p, q in (("p50", 50), ("p99", 99), ("p999", 99.9))}
-    return internal, json.loads(out), commands / max(last - first, 1e-9) if first else 0.0
+            port.close()
+        result = {"client": json.loads(out), "fused": venue.fused,
+                  "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0,
+                  "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
+                             for tag, h in stages.items()}}
+        return result
+
+    def echo_run(self, rate: float, seconds: float) -> dict:
+        """The same client against the C echo on netio's AF_XDP port."""
+        with _Pinned(), open_venue_port(self.v.host_if, "xdp", 0) as port:
+            xsk, api = port.c_api()
+            client = self._client(rate, seconds)
+            self.echo(xsk, api, port.umem.ctypes.data, port.umem.nbytes, 1_000_000_000,
+                      int((seconds + WARMUP_S + 10) * 1e9))
+            out, _ = client.communicate(timeout=30)
+        return json.loads(out)
+
+
+class _InboxPort:
+    """A port that receives the frames given, a burst each, and drops what is sent."""
+
+    def __init__(self, bursts: list[Burst]):
+        self.bursts = bursts[::-1]
+
+    def rx_burst(self, max_frames: int = 64) -> Burst:
+        return self.bursts.pop() if self.bursts else Burst.of([])
+
+    def release(self, burst: Burst) -> None:
+        pass
+
+    def tx_burst(self, burst: Burst) -> int:
+        return len(burst)
+
+    def stats(self) -> PortStats:
+        return PortStats()
+
+    def close(self) -> None:
+        pass
+
+
+WALK_WARMUP, WALK_ORDERS = 300, 1000
+
+
+def walk(journal: str | None = None) -> None:
+    """WALK_WARMUP then WALK_ORDERS Enter Orders through the fused walk, one a burst, with
+    a call to fp_tsc between them (callgrind's cue to start a new part)."""
+    venue_ip, venue_mac = "10.99.0.10", "02:00:00:00:00:0a"
+    client = Stack("02:00:00:00:00:0b", "10.99.0.20")
+
+    def bursts(first: int, n: int) -> list[Burst]:
+        out = []
+        for k in range(first, first + n):
+            body = ouch.pack("O", "in", order_token=f"C{k:013d}", buy_sell_indicator="BS"[k % 2], shares=100,
+                             stock="AAPL", price=1_900_000, time_in_force=99999, firm="LOAD", display="Y",
+                             capacity="A", intermarket_sweep_eligibility="N", minimum_quantity=0,
+                             cross_type="N", customer_type="R")
+            payload = (len(body) + 1).to_bytes(2, "big") + b"U" + body
+            out.append(client.build_udp(Burst.of([payload]), venue_ip, ORDER_PORT, 40000, venue_mac))
+        return out
+
+    port = _InboxPort(bursts(0, WALK_WARMUP))
+    venue = Venue(port, venue_ip, venue_mac, journal=journal, fused=True)
+    measured = bursts(WALK_WARMUP, WALK_ORDERS)
+    while venue.poll():
+        pass
+    fastpath_lib.fp_tsc()
+    port.bursts = measured[::-1]
+    while venue.poll():
+        pass
+    venue.close()
+
+
+def _instructions_per_order(workdir: Path, journal: bool) -> float:
+    """callgrind's count of fp_burst per order after the warm-up (its second part)."""
+    jnl = str(workdir / "walk.jnl") if journal else None
+    out = workdir / "walk.cg"
+    subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=fp_burst", "--dump-before=fp_tsc",
+                    f"--callgrind-out-file={out}", sys.executable, "-c",
+                    f"from tools.bench.venue import walk; walk({jnl!r})"],
+                   capture_output=True, text=True, cwd=ROOT, check=True)
+    # the dump at fp_tsc holds the warm-up; the final file, what came after
+    totals = re.search(r"^(?:totals|summary): (\d+)", out.read_text(), re.M)
+    return int(totals.group(1)) / WALK_ORDERS
+
+
+def _median(values) -> float:
+    return float(np.median(np.asarray(list(values), float)))
 
 
 def run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        instructions = {journal: _instructions_per_order(Path(tmp), journal) for journal in (False, True)}
     with tempfile.TemporaryDirectory() as tmp, VethNamespace("bvnu") as v:
-        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        # no GRO where the clients receive: it holds each reply for tens of microseconds
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
-        internal, light, _ = _venue_run(v, LIGHT_RATE, LIGHT_S)
-        _, saturated, orders_per_s = _venue_run(v, SATURATION_RATE, SATURATION_S)
-        f_internal, f_light, _ = _venue_run(v, LIGHT_RATE, LIGHT_S, fused=True)
-        _, f_saturated, f_orders_per_s = _venue_run(v, SATURATION_RATE, SATURATION_S, fused=True)
         bench = Bench(v, *_compile(Path(tmp)))
-        c_rtt_us = np.concatenate([bench.echo_ref() for _ in range(2)]) / 1000.0
+        venue_runs, echo_runs = [], []
+        for _ in range(REPEATS):
+            venue_runs.append(bench.venue(LIGHT_RATE, LIGHT_S))
+            echo_runs.append(bench.echo_run(LIGHT_RATE, LIGHT_S))
+        python = bench.venue(LIGHT_RATE, LIGHT_S, fused=False)
+        saturated = bench.venue(SATURATION_RATE, SATURATION_S)
+        loadgen = bench.venue(LIGHT_RATE, LIGHT_S, loadgen=True)
         if iface.xdp_program(v.host_if) is not None:
             raise RuntimeError("an XDP program was left on the bench interface")
-    rtt, f_rtt = light["rtt_ns"], f_light["rtt_ns"]
-    c50, c99, c999 = np.percentile(c_rtt_us, [50, 99, 99.9])
-    return {
-        "light_rate_per_s": LIGHT_RATE,
-        "internal_ns_p50": int(internal["p50"]), "internal_ns_p99": int(internal["p99"]),
-        "internal_ns_p999": int(internal["p999"]),
-        "rtt_us_p50": round(rtt["p50"] / 1000, 1), "rtt_us_p99": round(rtt["p99"] / 1000, 1),
-        "rtt_us_p999": round(rtt["p99.9"] / 1000, 1),
-        "light_checks_passed": not light["failures"],
-        "saturation_offered_per_s": SATURATION_RATE,
-        "venue_orders_per_s": round(orders_per_s),
-        "saturation_answered": saturated["answered"],
-        "saturation_lost": sum(saturated["lost"].values()),
-        "fused_internal_ns_p50": int(f_internal["p50"]), "fused_internal_ns_p99": int(f_internal["p99"]),
-        "fused_internal_ns_p999": int(f_internal["p999"]),
-        "fused_rtt_us_p50": round(f_rtt["p50"] / 1000, 1), "fused_rtt_us_p99": round(f_rtt["p99"] / 1000, 1),
-        "fused_rtt_us_p999": round(f_rtt["p99.9"] / 1000, 1),
-        "fused_light_checks_passed": not f_light["failures"],
-        "fused_venue_orders_per_s": round(f_orders_per_s),
-        "fused_saturation_answered": f_saturated["answered"],
-        "fused_saturation_lost": sum(f_saturated["lost"].values()),
-        "c_echo_rtt_us_p50": round(float(c50), 2), "c_echo_rtt_us_p99": round(float(c99), 2),
-        "c_echo_rtt_us_p999": round(float(c999), 2),
-    }
+    if not all(r["fused"] for r in venue_runs):
+        raise RuntimeError("the venue did not run its fused pipeline on AF_XDP")
+    out = {"light_rate_per_s": LIGHT_RATE, "repeats": REPEATS}
+    for p, _ in PERCENTILES:
+        out[f"internal_ns_{p}"] = round(_median(r["stages"]["TOTAL"][p] for r in venue_runs))
+    for p, _ in PERCENTILES:
+        out[f"tx_completion_ns_{p}"] = round(_median(r["stages"]["TxCompletion"][p] for r in venue_runs))
+    for tag in venue_runs[0]["stages"]:
+        out[f"stage_p50_ns_{tag}"] = round(_median(r["stages"][tag]["p50"] for r in venue_runs if tag in r["stages"]))
+    for p, _ in PERCENTILES:
+        out[f"rtt_us_{p}"] = round(_median(r["client"][f"rtt_ns_{p}"] for r in venue_runs) / 1000, 2)
+    for p, _ in PERCENTILES:
+        out[f"c_echo_rtt_us_{p}"] = round(_median(r[f"rtt_ns_{p}"] for r in echo_runs) / 1000, 2)
+    out["rtt_ratio_p50"] = round(out["rtt_us_p50"] / out["c_echo_rtt_us_p50"], 3)
+    for p, _ in PERCENTILES:
+        out[f"sent_rtt_us_{p}"] = round(_median(r["client"][f"sent_rtt_ns_{p}"] for r in venue_runs) / 1000, 2)
+    for p, _ in PERCENTILES:
+        out[f"c_echo_sent_rtt_us_{p}"] = round(_median(r[f"sent_rtt_ns_{p}"] for r in echo_runs) / 1000, 2)
+    out["sent_rtt_ratio_p50"] = round(out["sent_rtt_us_p50"] / out["c_echo_sent_rtt_us_p50"], 3)
+    out["rtt_orders_answered"] = sum(r["client"]["answered"] for r in venue_runs)
+    out["rtt_orders_lost"] = sum(r["client"]["lost"] for r in venue_runs)
+    out["rtt_orders_rejected"] = sum(r["client"]["rejected"] for r in venue_runs)
+    out["c_echo_lost"] = sum(r["lost"] for r in echo_runs)
+    for p, _ in PERCENTILES:
+        out[f"python_internal_ns_{p}"] = round(python["stages"]["TOTAL"][p])
+    out["python_rtt_us_p50"] = round(python["client"]["rtt_ns_p50"] / 1000, 2)
+    out["saturation_offered_per_s"] = SATURATION_RATE
+    out["venue_orders_per_s"] = round(saturated["orders_per_s"])
+    out["saturation_answered_per_s"] = round(saturated["client"]["answered_per_s"])
+    out["saturation_lost"] = saturated["client"]["lost"]
+    lg = loadgen["client"]
+    out.update({"loadgen_rtt_us_p50": round(lg["rtt_ns"]["p50"] / 1000, 1),
+                "loadgen_rtt_us_p99": round(lg["rtt_ns"]["p99"] / 1000, 1),
+                "loadgen_rtt_us_p999": round(lg["rtt_ns"]["p99.9"] / 1000, 1),
+                "loadgen_checks_passed": not lg["failures"]})
+    out["fused_instructions_per_order"] = round(instructions[False])
+    out["fused_instructions_per_order_journaled"] = round(instructions[True])
+    return out

@@ -1,9 +1,10 @@
 """A synthetic run with realistic per-stage latency shapes, for the docs and the tests.
 
-Each simulated message walks the six venue stages; a stage's time is drawn
+Each simulated message walks the seven venue stages; a stage's time is drawn
 from a log-normal body plus a rare tail (interrupts, cache misses, a book
 rebuild in Matching), TOTAL is the per-message sum plus the gaps between
-stamps, and the round trip adds the wire and the load generator's own stack.
+stamps, TX completion (the kick until the frames left) comes after TOTAL, and
+the round trip adds the wire and the load generator's own stack.
 One interval carries a Matching stall, so the per-interval view has a spike.
 
     python -m tools.report.example run.hlog && netio-report run.hlog --plot run.png
@@ -21,15 +22,17 @@ SHAPES = {
     "Validation": (110, 0.15, 1e-4, 800),
     "Matching": (1_400, 0.45, 1e-3, 9_000),
     "Serialize": (190, 0.15, 1e-4, 900),
+    "Journal": (1_200, 0.20, 2e-4, 8_000),
     "NetworkTX": (1_000, 0.25, 3e-4, 5_000),
 }
+TX_COMPLETION = (6_000, 0.30)
 STAMP_GAP_NS = 40  # per hop: the time between one stage's end stamp and the next one's start
 WIRE_NS = 7_500  # load generator stack + loopback, both ways
 START_TIME_S = 1_763_000_000.0
 
 
 def draw_stages(rng: np.random.Generator, n: int, stall: bool = False) -> dict[str, np.ndarray]:
-    """Per-message stage times (ns) for ``n`` messages, TOTAL and RoundTrip included."""
+    """Per-message stage times (ns) for ``n`` messages, TOTAL, TxCompletion and RoundTrip included."""
     out = {}
     for tag, (median, sigma, p_tail, tail) in SHAPES.items():
         t = rng.lognormal(np.log(median), sigma, n)
@@ -40,6 +43,7 @@ def draw_stages(rng: np.random.Generator, n: int, stall: bool = False) -> dict[s
             t[hit] += rng.uniform(20_000, 60_000, hit.sum())
         out[tag] = t
     out["TOTAL"] = sum(out.values()) + STAMP_GAP_NS * (len(SHAPES) - 1)
+    out["TxCompletion"] = rng.lognormal(np.log(TX_COMPLETION[0]), TX_COMPLETION[1], n)
     out["RoundTrip"] = out["TOTAL"] + rng.lognormal(np.log(WIRE_NS), 0.15, n)
     return out
 

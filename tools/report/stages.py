@@ -9,7 +9,9 @@ after the known ones, with a note that it is outside the contract.
 Roles: ``pipeline`` stages are the hops a message walks through in order and
 compete for the bottleneck mark; ``total`` is the venue's own stamp-to-stamp
 time for the whole walk (what the pipeline stages should add up to);
-``client`` is measured outside the venue, by the load generator.
+``after`` is measured by the venue once the walk is over (the TX kick until
+the frames left: not in TOTAL); ``client`` is measured outside the venue, by
+the load generator.
 """
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ class Stage:
 
     tag: str
     name: str
-    role: str  # "pipeline" | "total" | "client" | "unknown"
+    role: str  # "pipeline" | "total" | "after" | "client" | "unknown"
 
 
 STAGES: tuple[Stage, ...] = (
@@ -29,8 +31,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("Validation", "Validation", "pipeline"),
     Stage("Matching", "Matching", "pipeline"),
     Stage("Serialize", "Serialize", "pipeline"),
+    Stage("Journal", "Journal", "pipeline"),
     Stage("NetworkTX", "Network TX", "pipeline"),
     Stage("TOTAL", "TOTAL", "total"),
+    Stage("TxCompletion", "TX completion", "after"),
     Stage("RoundTrip", "round trip", "client"),
 )
 

@@ -1,9 +1,14 @@
 /* An echo server as a fused C loop over netio's own AF_XDP burst functions.
  *
  * The Python benchmark opens a netio XdpPort, hands its XdpPort.c_api() addresses to
- * fused_echo(), and this loop does rx_burst -> swap MACs in place -> tx_burst ->
+ * fused_echo(), and this loop does rx_burst -> swap addresses in place -> tx_burst ->
  * release through netio's table (cffi_build/xdp_api.h): the path a latency-bound
  * netio application takes, with no Python per burst. Built as a shared library.
+ *
+ * Every frame gets its MACs swapped; an IPv4 UDP datagram also its IP addresses and
+ * ports, so it goes back to the sending socket (both checksums stay valid: swapping
+ * 16-bit words keeps their one's-complement sum), which lets a UDP client time this
+ * echo and a venue on the same path (tools/bench/c/ouch_client.c).
  */
 #include <stdint.h>
 #include <string.h>
@@ -12,6 +17,25 @@
 #include "xdp_api.h"
 
 #define BURST 64
+
+static void swap(uint8_t *a, uint8_t *b, size_t n)
+{
+    uint8_t t[6];
+    memcpy(t, a, n);
+    memcpy(a, b, n);
+    memcpy(b, t, n);
+}
+
+static void turn_around(uint8_t *f, uint32_t len)
+{
+    swap(f, f + 6, 6);
+    if (len < 34 || f[12] != 0x08 || f[13] != 0x00 || f[23] != 17)   /* IPv4, UDP */
+        return;
+    uint32_t udp = 14 + 4 * (f[14] & 0x0f);
+    swap(f + 26, f + 30, 4);
+    if (len >= udp + 8)
+        swap(f + udp, f + udp + 2, 2);
+}
 
 static int64_t now_ns(void)
 {
@@ -33,12 +57,8 @@ int64_t fused_echo(struct nx_xsk *port, const struct nx_burst_api *api, uint8_t 
     for (;;) {
         uint32_t n = api->rx_burst(port, BURST, offsets, lengths, stamps);
         if (n) {
-            for (uint32_t i = 0; i < n; i++) {
-                uint8_t *f = umem + offsets[i], mac[6];
-                memcpy(mac, f, 6);
-                memcpy(f, f + 6, 6);
-                memcpy(f + 6, mac, 6);
-            }
+            for (uint32_t i = 0; i < n; i++)
+                turn_around(umem + offsets[i], lengths[i]);
             int64_t sent = api->tx_burst(port, umem, umem_len, offsets, lengths, n);
             echoed += sent > 0 ? sent : 0;
             api->release(port, offsets, n);
