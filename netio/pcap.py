@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from netio._packet import ffi, lib
+from netio.clock import tai_offset_ns
 from netio.port import Burst, Port, PortError, PortInfo, PortStats, TimestampSource
 
 LINKTYPE_ETHERNET = 1
@@ -210,6 +211,8 @@ class PcapPort(Port):
         lengths = np.ascontiguousarray(burst.lengths, np.uint32)
         if burst.ts_source in EPOCH_SOURCES:
             stamps = np.ascontiguousarray(burst.timestamps, np.int64)
+        elif burst.ts_source is TimestampSource.KERNEL_TAI:    # pcap stamps are UTC
+            stamps = np.asarray(burst.timestamps, np.int64) - tai_offset_ns()
         else:
             stamps = np.full(n, time.time_ns(), np.int64)
         out = np.empty(36 * n + int(lengths.sum()), np.uint8)

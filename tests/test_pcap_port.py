@@ -341,3 +341,16 @@ def test_frames_cut_by_the_snaplen_are_delivered_as_captured_and_counted(tmp_pat
     assert got == [f[:60] for f in frames]
     assert port.info.details["cut_by_snaplen"] == sum(len(f) > 60 for f in frames) > 0
     assert [len(p) for p in rdpcap(str(path))] == [min(len(f), 60) for f in frames]
+
+
+def test_kernel_tai_stamps_are_written_as_utc(tmp_path, monkeypatch):
+    """The XDP program stamps in CLOCK_TAI; a capture's stamps are UTC, the kernel's TAI offset
+    (37 s once ptp4l or chrony has set it) earlier."""
+    monkeypatch.setattr("netio.pcap.tai_offset_ns", lambda: 37_000_000_000)
+    frames = sample_frames(2)
+    b, tai = Burst.of(frames), np.array([T0 + 37_000_000_000, T0 + 37_000_001_000], np.int64)
+    path = tmp_path / "tai.pcapng"
+    with PcapPort(path, mode="w", format="pcapng") as w:
+        w.tx_burst(Burst(b.buffer, b.offsets, b.lengths, tai, TimestampSource.KERNEL_TAI))
+    _, stamps, _ = read_all(path)
+    assert stamps.tolist() == [T0, T0 + 1000]

@@ -207,7 +207,7 @@ def _summary(path: str, buffer, datagrams, ts, others, as_json: bool) -> None:
         print()
         return
     print(f"{path}: {len(datagrams):,} UDP datagrams over {span:.3f} s"
-          + (f"; not UDP datagrams: " + ", ".join(f"{k} {v:,}" for k, v in others.items()) if others else ""))
+          + ("; not UDP datagrams: " + ", ".join(f"{k} {v:,}" for k, v in others.items()) if others else ""))
     for f in fl:
         print(f"\n{f.src} -> {f.dst}  {f.protocol}  {f.counts['datagrams']:,} datagrams, {f.counts['bytes']:,} bytes")
         for name, s in f.detail.get("sessions", {}).items():
