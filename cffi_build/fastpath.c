@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -20,6 +21,7 @@
 #include "moldudp64.h"
 #include "xdp_api.h"
 #include "xdp_meta.h"
+#include "tsc_clock.h"
 
 /* stack.c's interface (its structs live in stack.c; this one mirrors struct stk_datagram) */
 struct stk_config;
@@ -45,6 +47,7 @@ uint32_t stk_build_udp(struct stk_config *cfg, const uint8_t *pbuf, const int64_
 #define REPLY_ROOM 2048             /* netio/stack.py: reply bytes per received frame */
 #define STK_MAX_GROUPS 32
 #define FRAME_HEADERS 46            /* Ethernet + 802.1Q + IPv4 + UDP */
+#define INSERTION_SORT_MAX 64       /* replies a burst groups by client without a pass over all ids */
 enum { EV_ACCEPTED = 1, EV_REJECTED = 2, EV_TRADE = 3 };   /* engine.commands.EventKind */
 
 /* engine/journal.py records: seq u64, ts i64, payload, CRC-32C u32 of what precedes it,
@@ -83,14 +86,15 @@ struct priv {
     uint32_t n_learned;             /* SESSION_SIZE payloads in learned, not yet journaled */
     int32_t *bid, *ask;
     uint32_t *client_count;         /* [max_clients + 1] counting sort of replies */
+    /* ouch_scan's stats: only the rejects and the two counts after them are read (and
+     * zeroed per datagram); its per-type counts [256] just run on */
+    uint32_t scan_stats[OUCH_STAT_SIZE];
     uint32_t max_burst;
 };
 
 /* Room for `bytes` in g; what is new is zeroed (token 0 reads as no token, as in numpy). */
-static int need(struct grow *g, size_t bytes)
+static __attribute__((noinline)) int grow_to(struct grow *g, size_t bytes)
 {
-    if (bytes <= g->cap)
-        return 0;
     size_t cap = g->cap ? g->cap : 256;    /* small first: one order's scratch shares a few pages */
     while (cap < bytes)
         cap *= 2;
@@ -103,7 +107,23 @@ static int need(struct grow *g, size_t bytes)
     return 0;
 }
 
+/* grow_to() when needed: the scratch has long been big enough on a running venue */
+static inline int need(struct grow *g, size_t bytes)
+{
+    return __builtin_expect(bytes <= g->cap, 1) ? 0 : grow_to(g, bytes);
+}
+
 uint64_t fp_tsc(void) { return __rdtsc(); }
+
+int fp_lock_memory(void)
+{
+    return mlockall(MCL_CURRENT | MCL_FUTURE) ? errno : 0;
+}
+
+int fp_unlock_memory(void)
+{
+    return munlockall() ? errno : 0;
+}
 
 /* The counting-sort histogram of the grouping is sized by max_clients, set after fp_new. */
 static int ensure_clients(struct fp_venue *v, struct priv *p)
@@ -207,10 +227,13 @@ static uint32_t client_id(struct fp_venue *v, struct priv *p, const struct stk_d
 
 static uint64_t token_hash(uint32_t client, const uint8_t *token)
 {
-    uint64_t h = client * 0x9e3779b97f4a7c15ull;
-    for (int i = 0; i < 14; i++)
-        h = (h ^ token[i]) * 0x100000001b3ull;
-    return h ^ h >> 29;
+    uint64_t a, b;
+    memcpy(&a, token, 8);
+    memcpy(&b, token + 6, 8);       /* bytes 6..13: with a, all 14 */
+    uint64_t h = a + b * 0x9e3779b97f4a7c15ull + client * 0xc2b2ae3d27d4eb4full;
+    h = (h ^ h >> 33) * 0xff51afd7ed558ccdull;    /* MurmurHash3's finaliser: every bit counts */
+    h = (h ^ h >> 33) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ h >> 33;
 }
 
 static struct token_slot *token_slot(struct priv *p, uint32_t client, const uint8_t *token)
@@ -285,7 +308,7 @@ static int tokens(struct fp_venue *v, struct priv *p, const uint32_t *client, co
  * skipped), supported types from known clients kept, gathered per type. Returns count. */
 static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uint32_t n_dg, uint64_t now)
 {
-    uint32_t stats[OUCH_STAT_SIZE], n = 0, n_enter = 0, n_replace = 0, n_cancel = 0;
+    uint32_t *stats = p->scan_stats, n = 0, n_enter = 0, n_replace = 0, n_cancel = 0;
     for (uint32_t d = 0; d < n_dg; d++) {
         const struct stk_datagram *g = &p->dg[d];
         size_t cap = g->length / 3 + 1;
@@ -295,7 +318,7 @@ static int64_t parse(struct fp_venue *v, struct priv *p, const uint8_t *buf, uin
             return -1;
         const uint8_t *type = p->scan_type.p;
         const uint32_t *moff = p->scan_off.p;
-        memset(stats, 0, sizeof stats);
+        memset(stats + OUCH_STAT_REJECTS, 0, (OUCH_STAT_SIZE - OUCH_STAT_REJECTS) * sizeof *stats);
         ouch_scan(buf + g->offset, g->length, 1, 'U', IN_LEN, p->scan_type.p, p->scan_off.p, p->scan_ctrl.p,
                   stats);
         for (int r = 0; r < 5; r++)
@@ -400,7 +423,14 @@ static int64_t reply_datagrams(struct fp_venue *v, struct priv *p, uint32_t k)
     uint64_t *start = p->pkt_start.p, *order = start + k;
     for (uint32_t i = 0, at = 0; i < k; at += size[i++])
         start[i] = at;
-    if (interleaved) {              /* stable counting sort by client */
+    if (interleaved && k <= INSERTION_SORT_MAX) {   /* stable: insertion sort by client */
+        for (uint32_t i = 0; i < k; i++) {
+            uint32_t j = i;
+            for (; j && client[order[j - 1]] > client[i]; j--)
+                order[j] = order[j - 1];
+            order[j] = i;
+        }
+    } else if (interleaved) {       /* stable counting sort by client, over every client id */
         uint32_t *count = p->client_count;
         memset(count, 0, (v->max_clients + 1) * sizeof *count);
         for (uint32_t i = 0; i < k; i++)
@@ -551,16 +581,21 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     struct command *cmds = p->cmds.p;
     const uint32_t *index = p->msg_index.p;
     struct venue_tables t = {v->tick, v->names, p->token_bytes.p, v->client_firm, v->reject_code,
-                             v->cancel_code, p->enters.p, p->replaces.p};
+                             v->cancel_code, p->enters.p, p->replaces.p, v->symbol_keys, v->symbol_ids,
+                             v->symbol_mask};
     uint8_t *verdict = p->venue_verdict.p;
     venue_commands(cmds, nk, p->msg_type.p, index, &t, p->cancels.p, v->n_symbols, v->venue_firms, v->n_firms,
                    p->token_symbol.p, v->client_firm, verdict);
     if (need(&p->holds, nk * sizeof(struct risk_hold)))
         return -1;
     const int32_t *bid = NULL, *ask = NULL;
-    if (v->mid_reference) {
+    if (v->mid_reference) {         /* the burst's symbols only: risk reads no other (a
+                                     * replace's is its order's, which token_symbol holds) */
         const struct book *b = v->book;
-        for (uint32_t s = 0; s < v->n_symbols; s++) {
+        for (uint32_t k = 0; k < nk; k++) {
+            uint32_t s = cmds[k].symbol;
+            if (s >= v->n_symbols)
+                continue;
             int32_t lb = b->best[2 * s], la = b->best[2 * s + 1];
             p->bid[s] = lb >= 0 ? b->levels[lb].price : 0;
             p->ask[s] = la >= 0 ? b->levels[la].price : 0;
@@ -661,10 +696,15 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         if (!n)
             continue;
         *frames_seen += n;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t nc = fp_burst(v, umem, off, len, n, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
-                              hops);
+        uint64_t now_ns;
+        if (v->clock) {             /* a multiply and a shift, where clock_gettime reads the kernel's page */
+            now_ns = (uint64_t)netio_tsc_to_ns(v->clock, (uint64_t)poll_tsc);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+        int64_t nc = fp_burst(v, umem, off, len, n, now_ns, hops);
         if (nc < 0) {               /* nothing of an unjournaled burst is sent */
             api->release(x, off, n);
             return nc;

@@ -41,6 +41,9 @@ struct fp_venue {
     int mid_reference;              /* some symbol's band centres on the mid: pass bid/ask */
     const int64_t *tick;            /* per symbol */
     const uint8_t *names;           /* per symbol, 8 bytes */
+    const uint64_t *symbol_keys;    /* name -> symbol table (venue.h struct venue_tables) */
+    const uint16_t *symbol_ids;
+    uint64_t symbol_mask;
     uint32_t n_symbols, n_firms;
     const uint8_t *venue_firms;     /* 4 bytes each */
     const uint8_t *reject_code, *cancel_code;
@@ -54,6 +57,9 @@ struct fp_venue {
     uint32_t feed_ip, feed_max_payload, reply_payload;
     uint8_t feed_session[10];
     uint64_t feed_seq;              /* next MoldUDP64 sequence number */
+    /* fp_poll's command timestamps: this struct netio_clock (tsc_clock.h, a CLOCK_REALTIME
+     * model) applied to the poll's TSC reading; NULL: clock_gettime(CLOCK_REALTIME) */
+    const void *clock;
     int64_t counts[FP_N_COUNTS];
     int64_t rejects[256];           /* commands rejected, by RejectReason */
     /* the journals (engine.journal, FlushPolicy.BATCH): -1 = none; next sequence numbers;
@@ -87,7 +93,8 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
 
 /* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each
- * and sending its frames (submit, then kick); command timestamps from CLOCK_REALTIME. For
+ * and sending its frames (submit, then kick); command timestamps in CLOCK_REALTIME (see
+ * fp_venue.clock). For
  * each burst with commands, stamps gets FP_STAMPS values (the hops, frames, commands, the
  * port's RX stamp and its clock). Returns the bursts recorded, or an FP_ERR_*. */
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
@@ -102,3 +109,8 @@ int fp_restore(struct fp_venue *v, uint32_t n_clients, const uint32_t *ip, const
                uint64_t n_core_tokens);
 
 uint64_t fp_tsc(void);
+
+/* Lock every page of the process in RAM, those mapped now and those mapped later
+ * (mlockall MCL_CURRENT | MCL_FUTURE): 0, or the errno of the refusal. */
+int fp_lock_memory(void);
+int fp_unlock_memory(void);         /* munlockall: 0, or errno */

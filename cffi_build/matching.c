@@ -293,8 +293,11 @@ static void drop_level(struct book *b, uint32_t key, int32_t lv)
         b->state[S_OUTSIDE]--;
         hint = si ? 0 : (int64_t)b->band_ticks - 1;
     }
-    if (b->best[key] == lv)
-        b->best[key] = pick_better(b, si, band_best_from(b, key, hint), b->ovf_head[key]);
+    if (b->best[key] != lv)
+        return;
+    /* an emptied side needs no search (a scan of its whole band otherwise): unlink_order
+     * counts the order out first */
+    b->best[key] = b->count[key] ? pick_better(b, si, band_best_from(b, key, hint), b->ovf_head[key]) : -1;
 }
 
 /* ---- orders ----------------------------------------------------------------------- */

@@ -25,8 +25,8 @@ static inline uint64_t be64(const uint8_t *p)
 
 static inline void put_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
 }
 
 uint32_t mold_scan(const uint8_t *buf, const int64_t *off, const uint32_t *len, uint32_t n,

@@ -137,30 +137,52 @@ const char *stk_verdict_name(unsigned v)
 
 /* ---- Internet checksum (RFC 1071) -------------------------------------------------- */
 
-/* Sums native-order 32-bit words; folding the total gives the 16-bit one's-complement sum. */
+/* Adds w to a one's-complement sum (end-around carry). */
+static inline uint64_t csum_word(uint64_t sum, uint64_t w)
+{
+    sum += w;
+    return sum + (sum < w);
+}
+
+/* Sums native-order 64-bit words with end-around carry, the one's-complement sum being the
+ * same whatever the word size; returns it folded below 2^33, so callers can add header
+ * fields to it. Folding that gives the 16-bit one's-complement sum. */
 static inline uint64_t csum_add(const uint8_t *p, size_t n, uint64_t sum)
 {
-    for (; n >= 4; p += 4, n -= 4) {
+    for (; n >= 32; p += 32, n -= 32)   /* one add-with-carry chain a word (what gcc won't write) */
+        __asm__("addq (%[p]), %[s]\n\tadcq 8(%[p]), %[s]\n\tadcq 16(%[p]), %[s]\n\t"
+                "adcq 24(%[p]), %[s]\n\tadcq $0, %[s]"
+                : [s] "+r"(sum) : [p] "r"(p), "m"(*(const uint8_t(*)[32])p) : "cc");
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        sum = csum_word(sum, w);
+    }
+    if (n >= 4) {
         uint32_t w;
         memcpy(&w, p, 4);
-        sum += w;
+        sum = csum_word(sum, w);
+        p += 4;
+        n -= 4;
     }
     if (n >= 2) {
         uint16_t w;
         memcpy(&w, p, 2);
-        sum += w;
+        sum = csum_word(sum, w);
         p += 2;
         n -= 2;
     }
     if (n)
-        sum += *p;                  /* the odd byte is the high-order byte of a zero-padded word */
-    return sum;
+        sum = csum_word(sum, *p);   /* the odd byte is the high-order byte of a zero-padded word */
+    return (sum & 0xffffffff) + (sum >> 32);   /* zero only when every word was */
 }
 
 static inline uint16_t csum_fold(uint64_t sum)
 {
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
     return (uint16_t)~sum;
 }
 
@@ -488,9 +510,24 @@ uint32_t stk_build_udp(struct stk_config *cfg,
                        const uint16_t *src_port, uint32_t sport_step,
                        uint8_t *obuf, uint64_t ocap, int64_t *ooff, uint32_t *olen)
 {
-    const int tagged = cfg->vlan != 0;
-    const size_t hdrs = sizeof(struct eth_hdr) + (tagged ? sizeof(struct vlan_hdr) : 0)
-                        + sizeof(struct ipv4_hdr) + sizeof(struct udp_hdr);
+    /* One header template per call, patched per frame: the IPv4 checksum starts from the
+     * sum of the fields every frame shares and adds the few that differ. */
+    uint8_t tmpl[sizeof(struct eth_hdr) + sizeof(struct vlan_hdr) + sizeof(struct ipv4_hdr)] = {0};
+    static const uint8_t no_mac[6];
+    const size_t h = put_eth(tmpl, no_mac, cfg->mac, cfg->vlan != 0, cfg->vlan, ETH_P_IPV4);
+    const size_t hdrs = h + sizeof(struct ipv4_hdr) + sizeof(struct udp_hdr);
+    struct ipv4_hdr *t = (struct ipv4_hdr *)(tmpl + h);
+    t->ver_ihl = 0x45;
+    t->tos = 0;
+    t->total_len = t->id = t->csum = 0;
+    t->frag = htons(IP_DF);
+    t->ttl = 0;                     /* per frame: unicast or multicast TTL */
+    t->proto = IPPROTO_UDP;
+    t->src = htonl(cfg->ip);
+    t->dst = 0;
+    const uint64_t ip_base = csum_add((const uint8_t *)t, sizeof *t, 0);
+    /* the pseudo-header's source and protocol, the same for every frame */
+    const uint64_t udp_base = (uint64_t)t->src + htons(IPPROTO_UDP);
     uint64_t used = 0;
     uint32_t i;
     for (i = 0; i < n; i++) {
@@ -499,27 +536,32 @@ uint32_t stk_build_udp(struct stk_config *cfg,
             break;
         uint8_t *out = obuf + used;
         uint32_t ip_dst = dst_ip[i * ip_step];
-        uint8_t mac[6];
         int mcast = is_multicast_ip(ip_dst);
+        memcpy(out, tmpl, sizeof tmpl);     /* untagged, its tail lands where UDP's header goes */
         if (mcast)
-            multicast_mac(ip_dst, mac);
+            multicast_mac(ip_dst, out);
         else
-            memcpy(mac, dst_mac + 6 * (size_t)i * mac_step, 6);
-        size_t h = put_eth(out, mac, cfg->mac, tagged, cfg->vlan, ETH_P_IPV4);
-        size_t ulen = sizeof(struct udp_hdr) + pl;
-        put_ipv4(out + h, cfg, 0, IP_DF, mcast ? cfg->mcast_ttl : cfg->ttl, IPPROTO_UDP,
-                 cfg->ip, ip_dst, ulen);
-        const struct ipv4_hdr *ip = (const struct ipv4_hdr *)(out + h);
+            memcpy(out, dst_mac + 6 * (size_t)i * mac_step, 6);
+        struct ipv4_hdr *ip = (struct ipv4_hdr *)(out + h);
+        uint16_t ulen = (uint16_t)(sizeof(struct udp_hdr) + pl);
+        ip->total_len = htons((uint16_t)(sizeof *ip + ulen));
+        ip->id = htons(cfg->ip_id++);
+        ip->ttl = mcast ? cfg->mcast_ttl : cfg->ttl;
+        ip->dst = htonl(ip_dst);
+        /* the TTL is the high-order byte of its word: the low one of a native load */
+        ip->csum = csum_fold(ip_base + ip->total_len + ip->id + ip->ttl + ip->dst);
         struct udp_hdr *u = (struct udp_hdr *)(out + h + sizeof *ip);
         u->sport = htons(src_port[i * sport_step]);
         u->dport = htons(dst_port[i * dport_step]);
-        u->len = htons((uint16_t)ulen);
+        u->len = htons(ulen);
         u->csum = 0;
         memcpy((uint8_t *)u + sizeof *u, pbuf + poff[i], pl);
-        uint16_t c = csum_fold(csum_add((uint8_t *)u, ulen, udp_pseudo(ip->src, ip->dst, u->len)));
+        /* pseudo-header (source, destination, protocol, length) + UDP header + payload */
+        uint64_t sum = udp_base + ip->dst + (uint64_t)u->len + u->sport + u->dport + u->len;
+        uint16_t c = csum_fold(csum_add((uint8_t *)u + sizeof *u, pl, sum));
         u->csum = c ? c : 0xffff;   /* zero would mean "no checksum" */
         ooff[i] = (int64_t)used;
-        olen[i] = (uint32_t)(h + sizeof *ip + ulen);
+        olen[i] = (uint32_t)(hdrs + pl);
         used += olen[i];
     }
     return i;

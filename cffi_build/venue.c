@@ -23,22 +23,16 @@ static inline uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static inline uint8_t *be16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = (uint8_t)v; return p + 2; }
-static inline uint8_t *be32(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
-    return p + 4;
-}
+/* big-endian stores: a byte swap and one unaligned store each */
+static inline uint8_t *be16(uint8_t *p, uint16_t v) { v = __builtin_bswap16(v); memcpy(p, &v, 2); return p + 2; }
+static inline uint8_t *be32(uint8_t *p, uint32_t v) { v = __builtin_bswap32(v); memcpy(p, &v, 4); return p + 4; }
 static inline uint8_t *be48(uint8_t *p, uint64_t v)
 {
-    for (int i = 5; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+    v = __builtin_bswap64(v << 16);    /* the low six bytes, most significant first */
+    memcpy(p, &v, 6);
     return p + 6;
 }
-static inline uint8_t *be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
-    return p + 8;
-}
+static inline uint8_t *be64(uint8_t *p, uint64_t v) { v = __builtin_bswap64(v); memcpy(p, &v, 8); return p + 8; }
 static inline uint8_t *put(uint8_t *p, const uint8_t *src, size_t n) { memcpy(p, src, n); return p + n; }
 static inline uint8_t *byte(uint8_t *p, uint8_t v) { *p = v; return p + 1; }
 
@@ -64,6 +58,42 @@ static uint8_t *order_body(uint8_t *p, const struct event *e, const struct venue
     p = put(p, msg + (enter ? O_MIN_QTY : U_MIN_QTY), 4);
     p = byte(p, enter ? msg[O_CROSS] : 'N');
     return byte(p, 'L');
+}
+
+static inline uint64_t symbol_hash(uint64_t key)
+{
+    key *= 0x9e3779b97f4a7c15ull;
+    return key ^ key >> 29;
+}
+
+void venue_symbol_table(const uint8_t *names, uint32_t n, uint64_t *keys, uint16_t *ids, uint64_t mask)
+{
+    for (uint32_t s = 0; s < n; s++) {
+        uint64_t key;
+        memcpy(&key, names + 8 * (size_t)s, 8);
+        uint64_t i = symbol_hash(key) & mask;
+        while (keys[i] && keys[i] != key)
+            i = (i + 1) & mask;
+        if (!keys[i]) {             /* the first of equal names wins, as in a scan */
+            keys[i] = key;
+            ids[i] = (uint16_t)s;
+        }
+    }
+}
+
+/* The symbol of an 8-byte stock name, n_symbols when none has it. */
+static uint32_t symbol_of(const struct venue_tables *t, const uint8_t *stock, uint32_t n_symbols)
+{
+    uint64_t key;
+    memcpy(&key, stock, 8);
+    if (!key)
+        return n_symbols;           /* no name is eight NULs: that key marks empty slots */
+    for (uint64_t i = symbol_hash(key) & t->symbol_mask;; i = (i + 1) & t->symbol_mask) {
+        if (t->symbol_keys[i] == key)
+            return t->symbol_ids[i];
+        if (!t->symbol_keys[i])
+            return n_symbols;
+    }
 }
 
 static void set_price(struct command *c, const uint8_t *wire, const struct venue_tables *t, uint8_t *v)
@@ -98,9 +128,7 @@ void venue_commands(void *commands, uint32_t n, const uint8_t *msg_type, const u
         c->tif = get32(m + O_TIF) == 0 ? TIF_IOC : TIF_DAY;
         c->flags = order_flags(m[O_DISPLAY]);
         memcpy(client_firm + 4 * (size_t)c->client, m + O_FIRM, 4);
-        uint32_t s = 0;
-        while (s < n_symbols && memcmp(m + O_STOCK, t->names + 8 * s, 8) != 0)
-            s++;
+        uint32_t s = symbol_of(t, m + O_STOCK, n_symbols);
         uint8_t v = 0;
         if (s == n_symbols) {
             s = 0;

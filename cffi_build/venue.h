@@ -19,7 +19,15 @@ struct venue_tables {
     const uint8_t *cancel_code;   /* [256] CancelReason -> OUCH cancel reason byte */
     const uint8_t *enters;        /* the batch's Enter Order messages (49 bytes each) */
     const uint8_t *replaces;      /* the batch's Replace Order messages (47 bytes each) */
+    /* stock name -> symbol, open addressing (venue_symbol_table) */
+    const uint64_t *symbol_keys;  /* [symbol_mask + 1] the 8 name bytes, 0 = empty slot */
+    const uint16_t *symbol_ids;   /* [symbol_mask + 1] */
+    uint64_t symbol_mask;         /* a power of two, at least 2 * n_symbols, minus one */
 };
+
+/* Fill the lookup table of n names (8 bytes each) into keys and ids (mask + 1 zeroed
+ * slots each), for venue_tables.symbol_*. */
+void venue_symbol_table(const uint8_t *names, uint32_t n, uint64_t *keys, uint16_t *ids, uint64_t mask);
 
 /* Fill the batch's commands from their OUCH messages (cmd k is message msg_index[k] of
  * type msg_type[k]: 'O' in t->enters, 'U' in t->replaces, 'X' in cancels); ts, client,

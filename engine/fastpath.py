@@ -12,16 +12,22 @@ On an AF_XDP port ``poll`` runs fp_poll, which reads and sends through the port'
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from engine._fastpath import ffi, lib
 from engine.journal import FlushPolicy
+from netio.clock import CLOCK_DTYPE
 from netio.port import Burst
 from netio.stack import ip_int
 
 # fp_poll hands back to Python this often (status, telemetry, clock, signals): seldom, as
-# the interpreter's excursion leaves the next burst's data and code out of the caches
-POLL_S = 10e-3
+# the interpreter's excursion leaves the next burst's data and code out of the caches (at
+# 1,000 orders/s and 10 ms, the first order after each excursion, one in six, took twice
+# as long as the others, a tenth of them over 20 us). Once a second is what the status
+# line, the telemetry interval and the clock update need; signals wait at most that long.
+POLL_S = 1.0
 POLL_BURSTS = 1024      # ... or after this many bursts with commands
 MAX_BURST = 256
 
@@ -29,6 +35,25 @@ _COUNTS = ["rx_frames", "datagrams", "messages", "commands", "fills", "accepted"
            "feed_messages", "tx_frames"]
 _DROPS = {lib.FP_TX_RING_FULL: "tx_ring_full", lib.FP_DROP_SOUP_CONTROL: "soup_control_packet",
           lib.FP_DROP_UNSUPPORTED: "unsupported_message", lib.FP_DROP_TOO_MANY_CLIENTS: "too_many_clients"}
+
+
+def lock_memory() -> None:
+    """Lock every page of this process in RAM, mapped now or later (mlockall MCL_CURRENT |
+    MCL_FUTURE), for a venue that must not stall on page faults. Its tables are calloc'd or
+    numpy-zeroed, so the kernel maps them page by page as orders first touch them (hashed
+    tables at random pages): in a fresh venue about one order in four took a fault, each
+    microseconds on a VM. Locked, every page is there before the first order (and none is
+    ever swapped out). Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK: OSError if refused."""
+    err = lib.fp_lock_memory()
+    if err:
+        raise OSError(err, f"mlockall: {os.strerror(err)}")
+
+
+def unlock_memory() -> None:
+    """Undo lock_memory (munlockall), for a process that carries on without a venue."""
+    err = lib.fp_unlock_memory()
+    if err:
+        raise OSError(err, f"munlockall: {os.strerror(err)}")
 
 
 def _addr(module_ffi, pointer) -> int:
@@ -60,6 +85,9 @@ class FusedPath:
         v.mid_reference = int(venue._mid_reference)
         v.tick = self._buf("int64_t[]", venue.tick)
         v.names = self._buf("uint8_t[]", venue.names)
+        v.symbol_keys = self._buf("uint64_t[]", venue.symbol_keys)
+        v.symbol_ids = self._buf("uint16_t[]", venue.symbol_ids)
+        v.symbol_mask = len(venue.symbol_keys) - 1
         v.n_symbols, v.n_firms = len(venue.names), len(venue.firms)
         v.venue_firms = self._buf("uint8_t[]", venue.firms)
         v.reject_code, v.cancel_code = self._buf("uint8_t[]", reject_code), self._buf("uint8_t[]", cancel_code)
@@ -84,6 +112,9 @@ class FusedPath:
             v.sessions_fd, v.sessions_seq = venue.sessions.fileno(), venue.sessions.next_seq
         if venue._client_of or venue._token_of:
             self._restore(venue)
+        self._clock = np.zeros(1, CLOCK_DTYPE)
+        self._clock_c = self._buf("uint8_t[]", self._clock)
+        self.set_clock(venue.clock)
         self._hops = ffi.new("uint64_t[%d]" % lib.FP_HOPS)
         self._stamps = np.zeros((POLL_BURSTS, lib.FP_STAMPS), np.uint64)
         self._stamps_c = self._buf("uint64_t[]", self._stamps)
@@ -94,6 +125,16 @@ class FusedPath:
         if hasattr(venue.port, "c_api") and hasattr(venue.port, "umem"):
             xsk, api = venue.port.c_api()
             self._xdp = (ffi.cast("void *", api), ffi.cast("void *", xsk), self._buf("uint8_t[]", venue.port.umem))
+
+    def set_clock(self, model) -> None:
+        """fp_poll's command timestamps from this TSC model (netio.clock.ClockModel) where it
+        models CLOCK_REALTIME, what they are in: no clock_gettime between a burst's poll and
+        its walk. Any other model (or None): clock_gettime(CLOCK_REALTIME) itself."""
+        if model is not None and model.domain == "CLOCK_REALTIME":
+            self._clock[:] = model.as_record()
+            self.v.clock = self._clock_c
+        else:
+            self.v.clock = ffi.NULL
 
     def _restore(self, venue) -> None:
         """The clients and tokens the venue recovered from its journal, into the C tables."""

@@ -78,8 +78,32 @@ class StageHistogram:
         self.hist.max_value = t.max
         return self.hist
 
+    def percentiles(self, *percentiles: float) -> tuple[int, ...]:
+        """What hdrh's get_value_at_percentile gives for each, from one numpy pass over the
+        counts up to the largest value (hdrh steps through them in Python, a millisecond a
+        call, which would keep the venue from its port and leave its caches cold)."""
+        h = self.synced()
+        if not h.total_count:
+            return (0,) * len(percentiles)
+        top = h.get_counts_array_index(h.max_value) + 1
+        counts = np.ctypeslib.as_array(h.counts)[:top]
+        cumulative = np.cumsum(counts)
+        out = []
+        for p in percentiles:
+            index = int(np.searchsorted(cumulative, h.get_target_count_at_percentile(p)))
+            if index == top:            # more counted than recorded: hdrh finds no such value
+                out.append(0)
+                continue
+            value = h.get_value_from_index(index)
+            out.append(h.get_highest_equivalent_value(value) if p else h.get_lowest_equivalent_value(value))
+        return tuple(out)
+
     def reset(self) -> None:
-        ctypes.memset(ctypes.addressof(self.hist.counts), 0, ctypes.sizeof(self.hist.counts))
+        # only the counts up to the largest value recorded can be set: clearing all of them
+        # (224 KiB a stage, every interval) would sweep the venue's tables out of the cache
+        if self._totals.count:
+            top = self.hist.get_counts_array_index(self._totals.max) + 1
+            ctypes.memset(ctypes.addressof(self.hist.counts), 0, top * ctypes.sizeof(self.hist.counts._type_))
         self._totals.count, self._totals.min, self._totals.max, self._totals.dropped = 0, 2**63 - 1, 0, 0
         self.hist.total_count, self.hist.min_value, self.hist.max_value = 0, 0, 0
 
@@ -179,8 +203,7 @@ class Telemetry:
         for tag, stage in self.interval.items():
             hist = stage.synced()
             if hist.total_count:
-                self.last_interval[tag] = (hist.get_value_at_percentile(50), hist.get_value_at_percentile(99),
-                                           hist.total_count)
+                self.last_interval[tag] = (*stage.percentiles(50, 99), hist.total_count)
                 if self.writer:
                     self.writer.write(hist, self._interval_start, now, tag)
             stage.reset()

@@ -386,10 +386,22 @@ class Venue:
                              self._c(t, "firms", self.client_firm),
                              self._c(t, "reject_code", _REJECT_CODE), self._c(t, "cancel_code", _CANCEL_CODE)]
         t.tick = self._tables_keep[0]
+        # stock name -> symbol in one probe, not a pass over every name for each Enter
+        size = 1 << max(1, (2 * len(self.names) - 1).bit_length())
+        self.symbol_keys, self.symbol_ids = np.zeros(size, np.uint64), np.zeros(size, np.uint16)
+        _venue_c.lib.venue_symbol_table(ffi.from_buffer("uint8_t[]", self.names), len(self.names),
+                                        ffi.from_buffer("uint64_t[]", self.symbol_keys),
+                                        ffi.from_buffer("uint16_t[]", self.symbol_ids), size - 1)
+        t.symbol_mask = size - 1
+        self._tables_keep += [ffi.from_buffer("uint64_t[]", self.symbol_keys),
+                              ffi.from_buffer("uint16_t[]", self.symbol_ids)]
+        t.symbol_keys, t.symbol_ids = self._tables_keep[-2:]
 
     def set_clock(self, clock: ClockModel) -> None:
         """Take a fresh TSC model (call about once a second: the TSC drifts against the reference)."""
         self.clock, self.timeline = clock, Timeline(clock)
+        if self._fused is not None:
+            self._fused.set_clock(clock)
 
     # -- stage 1-3: frames -> commands --------------------------------------------------
     def _rx_wait(self, stamps: np.ndarray, source: TimestampSource, poll_tsc: int) -> np.ndarray | None:

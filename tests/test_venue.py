@@ -301,10 +301,13 @@ def venue_address(v) -> str:
 
 
 def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subprocess.Popen:
-    """netio-run on ``backend`` ("xdp-stamped": AF_XDP with the frames stamped by netio's XDP program)."""
+    """netio-run on ``backend`` ("xdp-stamped": AF_XDP with the frames stamped by netio's XDP program;
+    "xdp-locked": AF_XDP, the venue pinned to CPU 0 with its memory locked)."""
     extra = ["--dpdk-args", f"--no-huge -m 256 --file-prefix vnue{os.getpid()}"] if backend == "dpdk" else []
     if backend == "xdp-stamped":
         backend, extra = "xdp", ["--rx-stamps", "xdp"]
+    if backend == "xdp-locked":
+        backend, extra = "xdp", ["--lock-memory", "--cpu", "0"]
     return subprocess.Popen(
         [sys.executable, "-m", "tools.run", "--iface", v.host_if, "--backend", backend, "--ip", venue_address(v),
          "--journal", str(tmp_path / "venue.jnl"), "--hlog", str(tmp_path / "venue.hlog"),
@@ -313,7 +316,7 @@ def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subpro
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
-@pytest.mark.parametrize("backend", ["xdp", "xdp-stamped", "socket", "dpdk"])
+@pytest.mark.parametrize("backend", ["xdp", "xdp-stamped", "xdp-locked", "socket", "dpdk"])
 @pytest.mark.timeout(90)
 def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth, backend, tmp_path):
     n = 60
@@ -327,6 +330,10 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
         assert started[-1], "".join(started)
         if backend.startswith("xdp"):     # the default on a port with a C table: the whole walk in C
             assert started[-1].rstrip().endswith("fused C pipeline"), started[-1]
+        if backend == "xdp-locked":       # every page of the venue resident, on the CPU it was given
+            status = Path(f"/proc/{venue.pid}/status").read_text()
+            assert int(status.split("VmLck:")[1].split()[0]) > 0, status
+            assert os.sched_getaffinity(venue.pid) == {0}
         out = veth.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(veth), veth.ns_ip, str(n)],
                        cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert out.returncode == 0, out.stderr
@@ -468,6 +475,33 @@ def test_the_c_stages_make_exactly_the_commands_and_frames_of_their_numpy_refere
     commands = {impl: journal.read(tmp_path / f"{impl}.jnl").records["payload"] for impl in ("c", "numpy")}
     assert len(commands["c"]) > 700
     assert all(np.array_equal(commands["c"][f], commands["numpy"][f]) for f in COMMAND_DTYPE.names)
+
+
+def test_a_venue_of_thousands_of_symbols_finds_each_stock_by_name_as_the_numpy_reference_does(tmp_path):
+    """Stocks are looked up in a hash table, not a scan of every name: the first, a middle
+    and the last of 3,000 symbols get their own book, an unknown stock is rejected, and
+    the C stages (and the fused walk) send and journal what impl="numpy" does."""
+    from engine.venue_config import Symbol
+    config = VenueConfig(symbols=tuple(Symbol(f"S{i:04d}", 100_000) for i in range(3000)))
+    client = Client("10.9.0.20", 41000)
+    orders = [enter(f"T{i}", "B", 100, stock, 100_000) for i, stock in enumerate(["S0000", "S1517", "S2999", "S3000"])]
+    frames = [client.frame(datagram(o)) for o in orders]
+    sent = {}
+    for impl, fused in (("c", False), ("numpy", False), ("c", True)):
+        port = MemoryPort()
+        clock = iter(range(10**12, 10**13, 1000))
+        name = f"{impl}{'-fused' if fused else ''}"
+        venue = Venue(port, VENUE_IP, VENUE_MAC, config, impl=impl, now_ns=lambda: next(clock),
+                      journal=str(tmp_path / f"{name}.jnl"), fused=fused)
+        port.inbox = list(frames)
+        while venue.poll():
+            pass
+        venue.close()
+        sent[name] = port.sent
+        assert venue.counters()["rejects"] == {"unknown_symbol": 1}
+        commands = journal.read(tmp_path / f"{name}.jnl").records["payload"]
+        assert commands["symbol"][:3].tolist() == [0, 1517, 2999]
+    assert sent["c"] == sent["numpy"] == sent["c-fused"]
 
 
 def test_sources_beyond_the_client_table_are_dropped_and_counted(memory_venue, monkeypatch):

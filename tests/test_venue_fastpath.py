@@ -232,6 +232,28 @@ def test_netio_run_with_the_python_pipeline_on_af_xdp_answers_every_order_and_it
     assert final["counters"]["commands"] == n and final["counters"]["fills"] == n // 2
 
 
+def _locked_kb() -> int:
+    status = open("/proc/self/status").read()
+    return int(status.split("VmLck:")[1].split()[0])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_IPC_LOCK) to lock all its memory")
+def test_lock_memory_makes_the_pages_mapped_later_resident_too_and_unlock_releases_them():
+    """A venue's tables are mapped after the lock (numpy zeros and calloc take fresh
+    mappings): MCL_FUTURE has them resident at once, so no order pays for a first touch."""
+    import mmap
+    from engine.fastpath import lock_memory, unlock_memory
+    lock_memory()
+    try:
+        before = _locked_kb()
+        table = mmap.mmap(-1, 16 << 20)             # 16 MiB, never touched
+        assert _locked_kb() - before >= 16 << 10
+        table.close()
+    finally:
+        unlock_memory()
+    assert _locked_kb() == 0
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.timeout(90)
 def test_the_benchmarks_c_client_gets_every_order_answered_by_the_venue_and_by_the_c_echo(tmp_path):
@@ -249,10 +271,48 @@ def test_the_benchmarks_c_client_gets_every_order_answered_by_the_venue_and_by_t
         b = bench.Bench(v, *bench._compile(Path(tmp_path)))
         run = b.venue(500, 1.0)
         echo = b.echo_run(500, 1.0)
+        stalls = b.cpu_stalls(0.2)
         assert iface.xdp_programs(v.host_if) == []
+    assert 0 <= stalls["pct_over_10us"] <= stalls["pct_over_2us"] < 100
+    assert stalls["per_s_over_10us"] <= stalls["per_s_over_2us"] and stalls["longest_us"] > 0
     assert run["fused"]
     for got in (run["client"], echo):
         assert got["sent"] == got["answered"] == 500 and got["lost"] == 0
         assert got["duplicates"] == got["rejected"] == got["foreign"] == got["send_errors"] == 0
         assert 0 < got["rtt_ns_p50"] <= got["rtt_ns_p99"] <= got["rtt_ns_max"]
     assert {"NetworkRX", "NetworkTX", "TxCompletion", "TOTAL"} <= set(run["stages"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(60)
+def test_on_af_xdp_command_timestamps_come_from_the_venues_realtime_clock_model(tmp_path):
+    """fp_poll stamps commands by the venue's CLOCK_REALTIME model of the TSC (no
+    clock_gettime per burst): a model that says it is the year 2096 puts every journaled
+    command there, and set_clock's next model takes over."""
+    from pathlib import Path
+
+    from netio import iface
+    from netio.clock import ClockModel
+    from netio.netns import VethNamespace
+    from netio.tsc import frequency, rdtsc
+    from tools.bench import venue as bench
+    from tools.run import open_venue_port
+    future = 4 * 10**18
+    model = ClockModel(rdtsc(), future, 1e9 / frequency().hz, 0.0, "CLOCK_REALTIME")
+    with VethNamespace("vnck") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        b = bench.Bench(v, *bench._compile(Path(tmp_path)))
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, b.ip, v.host_mac, clock=model, journal=str(tmp_path / "v.jnl"))
+            assert venue.fused
+            client = b._client(500, 0.5)
+            while client.poll() is None:
+                venue.poll()
+            venue.set_clock(ClockModel(model.tsc0, 2 * future, model.ns_per_cycle, 0.0, "CLOCK_REALTIME"))
+            client = b._client(500, 0.2)
+            while client.poll() is None:
+                venue.poll()
+            venue.close()
+    ts = journal.read(tmp_path / "v.jnl").records["payload"]["ts"].astype(np.int64)
+    assert len(ts) >= 300 and (ts >= future).all() and (ts < future + 10**11).sum() >= 200
+    assert (ts >= 2 * future).sum() >= 50

@@ -38,6 +38,8 @@ examples:
                                                              (AF_XDP runs the fused C walk by default)
   netio-run --iface orders.pcap --backend pcap --ip 10.0.0.1 --mac 02:00:00:00:00:01   replay a capture;
                                                              what the venue sends goes to orders.out.pcap
+  sudo netio-run --iface eth0 --ip 10.0.0.1 --cpu 3 --lock-memory   pinned, its memory locked: what a
+                                                             latency-sensitive venue wants
   sudo netio-run --demo                                      venue + load generator on a veth pair, then the breakdown
   netio-report venue.hlog                                    per-stage latency of a run afterwards
 
@@ -49,7 +51,8 @@ frames from it). A status line goes to stderr every second: packets/s, orders/s,
 rejects and drops by reason, per-stage p50/p99 in microseconds.
 
 exit status: 0 ran to --duration, 1 the demo's checks failed, 2 usage, 3 the port could
-not be opened, 4 the venue could not start (journal, config), 130 SIGINT, 143 SIGTERM
+not be opened, 4 the venue could not start (journal, config, --cpu or --lock-memory refused),
+130 SIGINT, 143 SIGTERM
 (both after a clean shutdown: drained, journal and logs flushed, XDP program detached).
 """
 
@@ -82,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="where latency starts on AF_XDP: poll (default), the TSC when the venue takes a burst; "
                         "xdp, netio's XDP program stamps each frame (the NIC's hardware stamp where the driver "
                         "gives one, else the kernel's clock as XDP sees it), so Network RX shows the kernel's part")
+    p.add_argument("--lock-memory", action="store_true",
+                   help="lock the venue's memory in RAM before it starts (mlockall): no page fault ever stalls "
+                        "an order, where otherwise the first touch of each page of its tables does (needs root "
+                        "or a large enough memlock limit)")
+    p.add_argument("--cpu", type=int, help="pin the venue to this CPU (keep other work and IRQs off it); "
+                   "--demo pins its own")
     p.add_argument("--pipeline", choices=("auto", "fused", "python"), default="auto",
                    help="fused: the whole walk in C per burst (engine/fastpath.py); python: the Python-driven "
                         "reference pipeline; auto (default): fused on a port with a C table (AF_XDP)")
@@ -230,6 +239,20 @@ def serve(venue: Venue, stopper: Stopper, duration: float | None, quiet: bool, s
         print(file=sys.stderr)
 
 
+def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
+    """--cpu and --lock-memory, before the venue allocates its tables; False: refused (said why)."""
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        if lock_memory:
+            from engine.fastpath import lock_memory
+            lock_memory()
+    except OSError as e:
+        print(f"{who}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
 def _final_state(venue: Venue, path: str | None) -> None:
     if path:
         Path(path).write_text(json.dumps({"book_hash": venue.book.state_hash(), "counters": venue.counters()},
@@ -255,6 +278,8 @@ def run_venue(args) -> int:
         print(f"netio-run: {port.info.describe()}", file=sys.stderr)
         for step in port.info.fallbacks:
             print(f"netio-run:   not faster because {step}", file=sys.stderr)
+        if not _prepare(args.cpu, args.lock_memory, "netio-run"):
+            return EXIT_VENUE
         sync = ClockSync(SystemClock())
         try:
             venue = Venue(port, args.ip, mac, cfg, journal=args.journal, hlog=args.hlog, clock=sync.model,
@@ -299,6 +324,8 @@ def run_demo(args) -> int:
             print(f"netio-run --demo: {v!r}\nnetio-run --demo: {port.info.describe()}", file=sys.stderr)
             for step in port.info.fallbacks:
                 print(f"netio-run --demo:   not faster because {step}", file=sys.stderr)
+            if not _prepare(None, args.lock_memory, "netio-run --demo"):
+                return EXIT_VENUE
             sync = ClockSync(SystemClock())
             venue = Venue(port, ip, v.host_mac, _config(args), hlog=str(venue_hlog), clock=sync.model,
                           journal=args.journal, fused=_FUSED[args.pipeline])

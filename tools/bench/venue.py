@@ -2,13 +2,17 @@
 
 One veth pair. The venue (engine.venue.Venue on netio.xdp.XdpPort, native mode, the
 fused C pipeline it runs by default there) runs in this process pinned to CPU 0 with the
-garbage collector off; its clients run in the namespace pinned to CPU 1. Figures:
+garbage collector off and its memory locked (engine.fastpath.lock_memory, what
+``netio-run --cpu N --lock-memory`` does: without it the first touch of each page of the
+venue's tables is a page fault inside some order's walk); its clients run in the
+namespace pinned to CPU 1. Figures:
 
 - ``internal_ns_*``: the venue's TOTAL stage at light load: the first RX stamp to TX
   submit (the frames' descriptors published on the TX ring), every frame of every burst
   (engine.telemetry's whole-run histogram). ``tx_completion_ns_*``: the kick after it
   (in copy mode the sendto() in which the kernel transmits through the veth into the
-  namespace's stack), its own stage. ``stage_p50_ns_*``: the p50 of every stage.
+  namespace's stack), its own stage. ``stage_p50_ns_*``, ``stage_p99_ns_*``: the p50 and
+  p99 of every stage (where a tail comes from).
 - ``rtt_us_*``: the C load client (tools/bench/c/ouch_client.c: UDP, open loop from
   intended send times, an Enter Order per datagram, timed to the Accepted that carries
   its token) against the venue at light load; ``c_echo_rtt_us_*``: the same binary on
@@ -27,6 +31,14 @@ garbage collector off; its clients run in the namespace pinned to CPU 1. Figures
 - ``loadgen_*``: tools/loadgen.py (a Python client: checks every reply and the feed
   against its fills) against the default venue at light load; its round trip includes
   its own Python costs.
+- ``cpu_stall_*``: what the machine takes from the venue's CPU, measured before each venue
+  run by a C loop that only reads the TSC there (tools/bench/c/cpu_stalls.c), median over
+  the repeats: ``pct_over_2us``/``_10us``, the share of time lost in gaps beyond 2/10 us
+  (the chance an order arriving at a random instant is held that much longer by
+  interrupts, the kernel or the hypervisor, whatever the venue does), ``per_s_over_*``
+  those gaps per second, ``longest_us`` the longest. An order's walk (from the poll, which
+  stamps it) meets such a gap with a chance of about ``per_s_over_10us`` times its length:
+  at a few hundred a second and 2 us, near the 0.1% a p99.9 under 10 us allows.
 - ``fused_instructions_per_order`` (``_journaled``): callgrind's count of the fused walk
   (fp_burst) per Enter Order, one order a burst, alternately buying and selling at one
   price as the client does, without and with a journal (the write() itself is the
@@ -49,17 +61,20 @@ import numpy as np
 
 from engine import ouch
 from engine._fastpath import lib as fastpath_lib
+from engine.fastpath import lock_memory, unlock_memory
 from engine.venue import Venue
 from netio import iface
 from netio.clock import ClockSync, SystemClock
 from netio.netns import VethNamespace
 from netio.port import Burst, PortStats
 from netio.stack import Stack
+from netio.tsc import frequency
 from tools.run import open_venue_port
 
 VENUE_CPU, CLIENT_CPU = 0, "1"
 LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 3.0, 0.5
 REPEATS = 3
+STALL_S, STALL_NS = 2.0, (2_000, 10_000)
 SATURATION_RATE, SATURATION_S = 400_000, 2.0
 ORDER_PORT = 15000
 HERE = Path(__file__).resolve().parent
@@ -67,13 +82,14 @@ ROOT = HERE.parents[1]
 PERCENTILES = (("p50", 50), ("p99", 99), ("p999", 99.9))
 
 
-def _compile(workdir: Path) -> tuple[str, str]:
-    client, echo = str(workdir / "ouch_client"), str(workdir / "fused_echo.so")
+def _compile(workdir: Path) -> tuple[str, str, str]:
+    client, echo, stalls = str(workdir / "ouch_client"), str(workdir / "fused_echo.so"), str(workdir / "stalls.so")
     cc = ["gcc", "-O2", "-march=x86-64-v2", "-Wall"]
     subprocess.run([*cc, "-o", client, str(HERE / "c/ouch_client.c")], check=True)
     subprocess.run([*cc, "-shared", "-fPIC", "-I", str(ROOT / "cffi_build"), "-o", echo, str(HERE / "c/fused_echo.c")],
                    check=True)
-    return client, echo
+    subprocess.run([*cc, "-shared", "-fPIC", "-o", stalls, str(HERE / "c/cpu_stalls.c")], check=True)
+    return client, echo, stalls
 
 
 class _Pinned:
@@ -90,13 +106,17 @@ class _Pinned:
 
 
 class Bench:
-    def __init__(self, v: VethNamespace, client: str, echo: str):
+    def __init__(self, v: VethNamespace, client: str, echo: str, stalls: str):
         self.v, self.client = v, client
         self.ip = str(v.subnet.network_address + 10)
         self.echo = ctypes.CDLL(echo).fused_echo
         self.echo.restype = ctypes.c_int64
         self.echo.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
                               ctypes.c_int64, ctypes.c_int64]
+        self.stalls = ctypes.CDLL(stalls).cpu_stalls
+        self.stalls.restype = None
+        u64 = ctypes.POINTER(ctypes.c_uint64)
+        self.stalls.argtypes = [ctypes.c_uint64, u64, ctypes.c_uint32, u64, u64, u64]
         # the echo cannot answer ARP: both targets are reached through the same static entry
         v.run(["ip", "neigh", "replace", self.ip, "lladdr", v.host_mac, "dev", v.ns_if, "nud", "permanent"],
               check=True)
@@ -139,6 +159,23 @@ class Bench:
                   "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
                              for tag, h in stages.items()}}
         return result
+
+    def cpu_stalls(self, seconds: float) -> dict:
+        """tools/bench/c/cpu_stalls.c on the venue's CPU: per STALL_NS threshold T, the
+        percentage of time lost in gaps beyond T (the chance an order is held more than
+        T by the machine alone) and the gaps longer than T per second."""
+        hz = frequency().hz
+        n = len(STALL_NS)
+        threshold = (ctypes.c_uint64 * n)(*(round(t * hz / 1e9) for t in STALL_NS))
+        stalled, count, longest = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), ctypes.c_uint64()
+        with _Pinned():
+            self.stalls(round(seconds * hz), threshold, n, stalled, count, ctypes.byref(longest))
+        out = {}
+        for i, t in enumerate(STALL_NS):
+            out[f"pct_over_{t // 1000}us"] = 100 * stalled[i] / (seconds * hz)
+            out[f"per_s_over_{t // 1000}us"] = count[i] / seconds
+        out["longest_us"] = longest.value / hz * 1e6
+        return out
 
     def echo_run(self, rate: float, seconds: float) -> dict:
         """The same client against the C echo on netio's AF_XDP port."""
@@ -225,13 +262,26 @@ def _median(values) -> float:
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         instructions = {journal: _instructions_per_order(Path(tmp), journal) for journal in (False, True)}
+    lock_memory()
+    try:
+        figures = _timed()
+    finally:
+        unlock_memory()
+    figures["fused_instructions_per_order"] = round(instructions[False])
+    figures["fused_instructions_per_order_journaled"] = round(instructions[True])
+    return figures
+
+
+def _timed() -> dict:
+    """Every figure but the instruction counts."""
     with tempfile.TemporaryDirectory() as tmp, VethNamespace("bvnu") as v:
         # no GRO where the clients receive: it holds each reply for tens of microseconds
         iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         bench = Bench(v, *_compile(Path(tmp)))
-        venue_runs, echo_runs = [], []
+        venue_runs, echo_runs, stalls = [], [], []
         for _ in range(REPEATS):
+            stalls.append(bench.cpu_stalls(STALL_S))
             venue_runs.append(bench.venue(LIGHT_RATE, LIGHT_S))
             echo_runs.append(bench.echo_run(LIGHT_RATE, LIGHT_S))
         python = bench.venue(LIGHT_RATE, LIGHT_S, fused=False)
@@ -242,12 +292,15 @@ def run() -> dict:
     if not all(r["fused"] for r in venue_runs):
         raise RuntimeError("the venue did not run its fused pipeline on AF_XDP")
     out = {"light_rate_per_s": LIGHT_RATE, "repeats": REPEATS}
+    for key in stalls[0]:
+        out[f"cpu_stall_{key}"] = round(_median(s[key] for s in stalls), 3)
     for p, _ in PERCENTILES:
         out[f"internal_ns_{p}"] = round(_median(r["stages"]["TOTAL"][p] for r in venue_runs))
     for p, _ in PERCENTILES:
         out[f"tx_completion_ns_{p}"] = round(_median(r["stages"]["TxCompletion"][p] for r in venue_runs))
-    for tag in venue_runs[0]["stages"]:
-        out[f"stage_p50_ns_{tag}"] = round(_median(r["stages"][tag]["p50"] for r in venue_runs if tag in r["stages"]))
+    for p in ("p50", "p99"):
+        for tag in venue_runs[0]["stages"]:
+            out[f"stage_{p}_ns_{tag}"] = round(_median(r["stages"][tag][p] for r in venue_runs if tag in r["stages"]))
     for p, _ in PERCENTILES:
         out[f"rtt_us_{p}"] = round(_median(r["client"][f"rtt_ns_{p}"] for r in venue_runs) / 1000, 2)
     for p, _ in PERCENTILES:
@@ -274,6 +327,4 @@ def run() -> dict:
                 "loadgen_rtt_us_p99": round(lg["rtt_ns"]["p99"] / 1000, 1),
                 "loadgen_rtt_us_p999": round(lg["rtt_ns"]["p99.9"] / 1000, 1),
                 "loadgen_checks_passed": not lg["failures"]})
-    out["fused_instructions_per_order"] = round(instructions[False])
-    out["fused_instructions_per_order_journaled"] = round(instructions[True])
     return out
