@@ -27,7 +27,8 @@ module eth_rx (
     output reg  [2:0]  m_axis_tuser,    // drop reason
     output reg  [95:0] m_axis_ts,       // PTP time at the frame's first beat
     output reg  [15:0] m_axis_start,    // frame offset of the Ethernet payload ...
-    output reg  signed [8:0] m_axis_rel // ... subtracted from this beat's lane 0 offset (mod 256)
+    output reg  signed [8:0] m_axis_rel,// ... subtracted from this beat's lane 0 offset (mod 256)
+    output reg  [3:0]  m_axis_rel_ge    // bit g: m_axis_rel >= -2g (the IPv4 layer's word g is past its start)
 );
     reg  [12:0] beat;
     reg         vlan_r;
@@ -50,6 +51,14 @@ module eth_rx (
     // ready is one net from m_axis_tready to every stage's enables, not a chain of gates)
     assign s_axis_tready = m_axis_tready;
     wire accept = s_axis_tvalid && s_axis_tready;
+    // the payload offset both ways, picked by the tag afterwards (the tag test stays off the
+    // subtraction's carry chain); rel >= -2g, i.e. 8 * beat[4:0] >= 14 - 2g (18 - 2g behind a
+    // tag), as tests on beat
+    wire signed [8:0] rel14 = $signed({1'b0, beat[4:0], 3'b000}) - 9'sd14;
+    wire signed [8:0] rel18 = $signed({1'b0, beat[4:0], 3'b000}) - 9'sd18;
+    wire        b_ge1 = beat[4:0] != 5'd0;
+    wire        b_ge2 = beat[4:1] != 4'd0;
+    wire        b_ge3 = beat[4:2] != 3'd0 || &beat[1:0];
 
     always @(posedge clk) begin
         if (rst) begin
@@ -67,7 +76,8 @@ module eth_rx (
                 m_axis_tuser <= rsn;
                 m_axis_ts    <= beat == 13'd0 ? ptp_ts : ts_r;
                 m_axis_start <= vlan ? 16'd18 : 16'd14;
-                m_axis_rel   <= $signed({1'b0, beat[4:0], 3'b000}) - (vlan ? 9'sd18 : 9'sd14);
+                m_axis_rel   <= vlan ? rel18 : rel14;
+                m_axis_rel_ge <= {vlan ? b_ge2 : b_ge1, b_ge2, b_ge2, vlan ? b_ge3 : b_ge2};
                 if (beat == 13'd0) ts_r <= ptp_ts;
                 if (beat == 13'd1) vlan_r <= is_vlan;
                 rsn_r <= rsn;

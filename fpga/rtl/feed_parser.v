@@ -55,8 +55,10 @@ module feed_parser #(
     wire [15:0] e_start, i_start, u_start, i_len, u_len;
     wire [31:0] i_dst;
     wire signed [8:0] e_rel, i_rel1, u_rel1;
+    wire [3:0]  e_rel_ge;
     wire [63:0] m_seq;
     wire [3:0]  m_lo, m_hi;
+    wire        m_ok;
     wire [15:0] m_count;
 
     eth_rx eth (
@@ -65,13 +67,13 @@ module feed_parser #(
         .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .m_axis_tdata(e_data), .m_axis_tkeep(e_keep), .m_axis_tvalid(e_valid), .m_axis_tready(e_ready),
         .m_axis_tlast(e_last), .m_axis_tuser(e_user), .m_axis_ts(e_ts), .m_axis_start(e_start),
-        .m_axis_rel(e_rel));
+        .m_axis_rel(e_rel), .m_axis_rel_ge(e_rel_ge));
 
     ipv4_rx ip (
         .clk(clk), .rst(rst),
         .s_axis_tdata(e_data), .s_axis_tkeep(e_keep), .s_axis_tvalid(e_valid), .s_axis_tready(e_ready),
         .s_axis_tlast(e_last), .s_axis_tuser(e_user), .s_axis_ts(e_ts), .s_axis_start(e_start),
-        .s_axis_rel(e_rel),
+        .s_axis_rel(e_rel), .s_axis_rel_ge(e_rel_ge),
         .m_axis_tdata(i_data), .m_axis_tkeep(i_keep), .m_axis_tvalid(i_valid), .m_axis_tready(i_ready),
         .m_axis_tlast(i_last), .m_axis_tuser(i_user), .m_axis_ts(i_ts), .m_axis_start(i_start), .m_axis_rel1(i_rel1),
         .m_axis_len(i_len), .m_axis_dst(i_dst));
@@ -92,7 +94,7 @@ module feed_parser #(
         .s_axis_len(u_len),
         .m_axis_tdata(m_data), .m_axis_tkeep(m_keep), .m_axis_tvalid(m_valid), .m_axis_tready(m_ready),
         .m_axis_tlast(m_last), .m_axis_tuser(m_user), .m_axis_ts(m_ts), .m_axis_seq(m_seq),
-        .m_axis_lo(m_lo), .m_axis_hi(m_hi),
+        .m_axis_lo(m_lo), .m_axis_hi(m_hi), .m_axis_ok(m_ok),
         .m_axis_count(m_count),
         .status_session(status_session), .status_next_seq(status_next_seq), .status_gaps(status_gaps),
         .status_heartbeats(status_heartbeats), .status_end_of_session(status_end_of_session),
@@ -101,7 +103,7 @@ module feed_parser #(
     wire         r_valid, r_ready;
     wire [399:0] r_msg;
     /* verilator lint_off UNUSEDSIGNAL */
-    wire [15:0]  r_len;                 // the framer's own bench reads it; here r_fit says enough
+    wire [15:0]  r_len;                 // the decoder needs its low six bits (r_fit says the rest)
     /* verilator lint_on UNUSEDSIGNAL */
     wire [63:0]  r_seq;
     wire [95:0]  r_ts;
@@ -111,7 +113,7 @@ module feed_parser #(
 
     itch_framer framer (
         .clk(clk), .rst(rst),
-        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_lo(m_lo), .s_axis_hi(m_hi),
+        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_lo(m_lo), .s_axis_hi(m_hi), .s_axis_ok(m_ok),
         .s_axis_tvalid(m_valid), .s_axis_tready(m_ready),
         .s_axis_tlast(m_last), .s_axis_tuser(m_user), .s_axis_ts(m_ts), .s_axis_seq(m_seq),
         .s_axis_count(m_count),
@@ -123,6 +125,7 @@ module feed_parser #(
         .clk(clk), .rst(rst),
         .s_rec_valid(r_valid), .s_rec_ready(r_ready), .s_rec_msg(r_msg),
         .s_rec_seq(r_seq), .s_rec_ts(r_ts), .s_rec_kind(r_kind), .s_rec_fit(r_fit),
+        .s_rec_len(r_len[5:0]),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready),
         .m_axis_tlast(m_axis_tlast),
         .rejects_unknown_type(rejects_unknown_type), .rejects_length(rejects_length));

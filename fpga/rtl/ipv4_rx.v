@@ -23,6 +23,7 @@ module ipv4_rx (
     input  wire [95:0] s_axis_ts,
     input  wire [15:0] s_axis_start,    // frame offset of the IPv4 header (even, below 128) ...
     input  wire signed [8:0] s_axis_rel,// ... subtracted from this beat's lane 0 offset (mod 256)
+    input  wire [3:0]  s_axis_rel_ge,   // bit g: s_axis_rel >= -2g, registered beside it
 
     output wire [63:0] m_axis_tdata,
     output wire [7:0]  m_axis_tkeep,
@@ -89,11 +90,9 @@ module ipv4_rx (
         end
         for (g = 0; g < 4; g = g + 1) begin : words_in_beat
             localparam signed [8:0] W = 2 * g;
-            // (rel itself decides the lower bound: a VLAN tag is known only in beat 1 itself)
-            // rel >= -W as bit tests on the two's complement (no comparator, no carry chain)
-            wire at_or_past = !rel[8] || (g == 1 && &rel[8:1]) || (g == 2 && &rel[8:2]) ||
-                              (g == 3 && &rel[8:3] && (rel[2] || rel[1]));
-            wire in_hdr = hin_r[g] && at_or_past;
+            // (rel itself decides the lower bound: a VLAN tag is known only in beat 1 itself;
+            // rel >= -W comes registered from the Ethernet layer, beside rel)
+            wire in_hdr = hin_r[g] && s_axis_rel_ge[g];
             assign word[g] = in_hdr ? {s_axis_tdata[16*g +: 8], s_axis_tdata[16*g + 8 +: 8]} : 16'd0;
             always @(posedge clk)
                 if (rst) hin_r[g] <= 1'b0;

@@ -24,6 +24,7 @@ module itch_decode (
     input  wire [95:0]   s_rec_ts,
     input  wire [22:0]   s_rec_kind,      // one-hot: the type among the 23 (itch_types.vh), 0 if unknown
     input  wire [22:0]   s_rec_fit,       // the message's length is type k's
+    input  wire [5:0]    s_rec_len,       // the message's length, mod 64
 
     output reg  [1023:0] m_axis_tdata,
     output reg           m_axis_tvalid,
@@ -39,29 +40,35 @@ module itch_decode (
     // big-endian fields at fixed offsets
     `define BE32(k) {`M(k), `M(k+1), `M(k+2), `M(k+3)}
     `define BE64(k) {`BE32(k), `BE32(k+4)}
-    // the type's wire length and field layout, and whether the message has that length
-    reg  [7:0]  want;
+    // the type's field layout, and whether the message has the type's length
     reg  [13:0] s_rec_sel;
     integer k;
     always @* begin
-        want = 8'd0;
         s_rec_sel = 14'd0;
         for (k = 0; k < `ITCH_TYPES; k = k + 1)
-            if (s_rec_kind[k]) begin
-                want = want | itch_len(itch_type(k));
-                s_rec_sel = s_rec_sel | itch_sel(itch_type(k));
-            end
+            if (s_rec_kind[k]) s_rec_sel = s_rec_sel | itch_sel(itch_type(k));
     end
     wire       fits = (s_rec_kind & s_rec_fit) != {`ITCH_TYPES{1'b0}};
 
-    // the message bytes, zero past the type's length (the framer leaves them as they fell)
+    // A record leaves only if its length is its type's (at most 50), so the type's length
+    // is the message's: the length byte and the zeroing past it come from the length's low
+    // six bits (a table per byte) rather than from an OR over the 23 types.
+    wire [7:0] want = {2'd0, s_rec_len};
+
+    // the message bytes, zero past the length (the framer leaves them as they fell)
+    function below_len(input [5:0] n, input [5:0] c);   // n > c, as a table
+        integer j;
+        begin
+            below_len = 1'b0;
+            for (j = 0; j < 64; j = j + 1)
+                if (n == j[5:0]) below_len = j[5:0] > c;
+        end
+    endfunction
     reg  [399:0] msg;
     integer b;
     always @* begin
-        msg = 400'd0;
         for (b = 0; b < 50; b = b + 1)
-            for (k = 0; k < `ITCH_TYPES; k = k + 1)
-                if (s_rec_kind[k] && itch_len(itch_type(k)) > b[7:0]) msg[8*b +: 8] = s_rec_msg[8*b +: 8];
+            msg[8*b +: 8] = below_len(s_rec_len, b[5:0]) ? s_rec_msg[8*b +: 8] : 8'd0;
     end
     `define IF(bit, w, v) ({w{s_rec_sel[bit]}} & (v))
 
@@ -83,18 +90,23 @@ module itch_decode (
     assign s_rec_ready = m_axis_tready;
     assign m_axis_tlast = 1'b1;
 
+    // the reject counters count a cycle late, from registered flags (the type and length
+    // checks stay off their enables)
+    reg unknown_r, misfit_r;
     always @(posedge clk) begin
         if (rst) begin
             m_axis_tvalid <= 1'b0;
+            unknown_r <= 1'b0;
+            misfit_r <= 1'b0;
             rejects_unknown_type <= 32'd0;
             rejects_length <= 32'd0;
         end else begin
             if (m_axis_tready) m_axis_tvalid <= 1'b0;
-            if (s_rec_valid && s_rec_ready) begin
-                if (!known) rejects_unknown_type <= rejects_unknown_type + 32'd1;
-                else if (!fits) rejects_length <= rejects_length + 32'd1;
-                m_axis_tvalid <= known && fits;
-            end
+            unknown_r <= s_rec_valid && s_rec_ready && !known;
+            misfit_r <= s_rec_valid && s_rec_ready && known && !fits;
+            if (unknown_r) rejects_unknown_type <= rejects_unknown_type + 32'd1;
+            if (misfit_r) rejects_length <= rejects_length + 32'd1;
+            if (s_rec_valid && s_rec_ready) m_axis_tvalid <= known && fits;
         end
         // the record register loads whenever the stage moves (its valid says whether it
         // counts): the enable of a thousand flip-flops is the ready net alone

@@ -18,7 +18,8 @@ module itch_framer (
     input  wire [63:0]  s_axis_tdata,
     input  wire [7:0]   s_axis_tkeep,   // message-block bytes ...
     input  wire [3:0]   s_axis_lo,      // ... lanes [lo, hi): the same, precomputed for timing
-    input  wire [3:0]   s_axis_hi,
+    input  wire [3:0]   s_axis_hi,      //   (meaningful where s_axis_ok)
+    input  wire         s_axis_ok,      // s_axis_tuser is RSN_OK
     input  wire         s_axis_tvalid,
     output wire         s_axis_tready,
     input  wire         s_axis_tlast,
@@ -53,7 +54,11 @@ module itch_framer (
     reg  [12:0] cnt_r;                  //   cnt_r - dec_r payload beats still to pass before it
     reg         dec_r;
     reg  [7:0]  lane_r;                 //   one-hot of e_r, for eoh_r when the count runs out
-    reg  [15:0] nblk;                   // blocks completed in this packet
+    reg  [2:0]  shift_r;                // the current block's start lane, negated: its byte g lies in
+                                        //   lane g - shift_r (0 while fresh_r)
+    reg  [15:0] nblk;                   // blocks completed in this packet before the previous beat,
+    reg         end_d;                  //   and whether that beat completed one (counted a beat
+                                        //   late: end_now stays off the counter's carry chain)
     reg         first_r;                // nblk == 0
     reg  [63:0] seq_cur;                // sequence number of the next block (nblk > 0)
     reg         bad_r;                  // a length below 12 seen: the packet's walk has ended
@@ -86,8 +91,8 @@ module itch_framer (
     wire [7:0]  keep = s_axis_tkeep;
     `define D(i) s_axis_tdata[8*(i) +: 8]
     wire        accept  = s_axis_tvalid && s_axis_tready;
-    wire        any     = hi != 4'd0;
-    wire        adv     = accept && any && !bad_r;             // bad tuser: mold clears the lanes
+    wire        any     = hi != 4'd0 && s_axis_ok;             // bad tuser: no payload (keep is clear)
+    wire        adv     = accept && any && !bad_r;
     wire        end_now = accept && !bad_r && (eoh_r & keep) != 8'd0;
     wire [3:0]  rest    = hi - {1'b0, e_r} - 4'd1;             // the next block's bytes in this beat
     wire [15:0] len     = {buf_r[0], buf_r[1]};
@@ -97,13 +102,16 @@ module itch_framer (
     // boundary (str_r: first byte buffered, second in lane 0). The block's last byte then lies
     // need - 1 = L + p - 7 bytes past this beat (L - 8 across the boundary): lane e = (L + p + 1)
     // mod 8 of the beat cnt = L[15:3] - dec later, dec = (L mod 8 + p + 1 < 8).
+    // (lane lo, where the packet's first block starts, is the first lane of keep: one LUT
+    // per lane from registers, not a compare on lo)
+    wire [6:0]  first_lane = keep[6:0] & ~{keep[5:0], 1'b0};
     wire [6:0]  psel;                   // one-hot p in 0..6
     generate
         for (g = 0; g < 7; g = g + 1) begin : starts
             if (g == 0) begin : first
-                assign psel[g] = fresh_r && lo == 4'd0;
+                assign psel[g] = fresh_r && first_lane[0];
             end else begin : after_end
-                assign psel[g] = eoh_r[g-1] || fresh_r && lo == g;
+                assign psel[g] = eoh_r[g-1] || fresh_r && first_lane[g];
             end
         end
     endgenerate
@@ -148,9 +156,10 @@ module itch_framer (
     `undef D
     wire        cnt_one = cnt_on_r && (dec_r ? cnt_r == 13'd2 : cnt_r == 13'd1);
 
-    wire [15:0] nblk_next = nblk + {15'd0, end_now};
+    wire [15:0] nblk_next = nblk + {15'd0, end_d};
     wire [63:0] seq_eff = first_r ? s_axis_seq : seq_cur;
     wire [15:0] want_blocks = s_axis_count == 16'hFFFF ? 16'd0 : s_axis_count;
+    wire [15:0] want_m1 = s_axis_count == 16'hFFFF ? 16'hFFFF : s_axis_count - 16'd1;
     wire        fresh_next = end_now ? rest == 4'd0 : adv ? 1'b0 : fresh_r;
     wire        str_next = end_now ? rest == 4'd1 : adv ? fresh_r && hi - lo == 4'd1 : str_r;
     wire [7:0]  idx_sum = {1'b0, idx} + {4'd0, hi};
@@ -164,9 +173,20 @@ module itch_framer (
     /* verilator lint_off UNUSEDSIGNAL */
     wire [8*N-1:0] rec;                 // bytes 0-1 are the length prefix, not part of the record
     /* verilator lint_on UNUSEDSIGNAL */
-    wire [2:0]  shift = fresh_r ? 3'd0 - lo[2:0] : idx[2:0];   // byte g comes from lane g - shift
-    // below[g]: byte g is buffered (g < idx), as a shift (LUTs) rather than 52 comparators
-    wire [N-1:0] below = ~({N{1'b1}} << idx);
+    // byte g comes from lane g - shift. A block keeps its shift from beat to beat, so it is
+    // registered where a block starts: after a block's end (at lane e_r + 1) or at lane lo in
+    // the packet's first payload beat. lo is 0 in every other beat and shift_r is 0 in that
+    // one (fresh_r), so an OR joins them without a mux on fresh_r.
+    wire [2:0]  shift = shift_r | (3'd0 - lo[2:0]);
+    // below_r[g]: byte g is buffered (g < idx), a thermometer kept beside idx rather than
+    // decoded from it. Within a block it moves up a beat (8 bytes) per payload beat; a
+    // beat with fewer payload bytes is the datagram's last, after which no block ends, so
+    // bytes protected a little too far no longer matter. The first buffer beat (bytes
+    // 0-7) is rewritten wherever a block is due to end (eoh_r): if it does not end there,
+    // the packet's walk is over.
+    reg  [N-1:0] below_r;
+    wire         eoh_any = eoh_r != 8'd0;
+    wire [3:0]   span = hi - lo;        // payload bytes in a block's first beat (lo > 0 only there)
     generate
         for (g = 0; g < N; g = g + 1) begin : bytes
             localparam [15:0] G = g;
@@ -175,18 +195,31 @@ module itch_framer (
                 assign rec[8*g +: 8] = 8'd0;
             end else begin : body
                 wire [7:0] from_t = lane(s_axis_tdata, G[2:0] - idx[2:0]);
-                assign rec[8*g +: 8] = below[g] ? buf_r[g] : from_t;
+                assign rec[8*g +: 8] = below_r[g] ? buf_r[g] : from_t;
             end
             if (g < 8) begin : restart
                 wire [7:0] after_end = lane(s_axis_tdata, G[2:0] + e_r + 3'd1);
                 always @(posedge clk)
                     if (accept) begin
-                        if (end_now) buf_r[g] <= after_end;
-                        else if (fresh_r || !below[g]) buf_r[g] <= next_t;
+                        if (eoh_any) buf_r[g] <= after_end;
+                        else if (fresh_r || !below_r[g]) buf_r[g] <= next_t;
+                    end
+                always @(posedge clk)
+                    if (rst) below_r[g] <= 1'b0;
+                    else if (accept) begin
+                        if (s_axis_tlast) below_r[g] <= 1'b0;
+                        else if (end_now) below_r[g] <= G[3:0] < rest;
+                        else if (adv) below_r[g] <= !fresh_r || G[3:0] < span;
                     end
             end else begin : fill
                 always @(posedge clk)
-                    if (accept && (fresh_r || !below[g])) buf_r[g] <= next_t;
+                    if (accept && (fresh_r || !below_r[g])) buf_r[g] <= next_t;
+                always @(posedge clk)
+                    if (rst) below_r[g] <= 1'b0;
+                    else if (accept) begin
+                        if (s_axis_tlast || end_now) below_r[g] <= 1'b0;
+                        else if (adv) below_r[g] <= !fresh_r && below_r[g-8];
+                    end
             end
         end
     endgenerate
@@ -194,12 +227,13 @@ module itch_framer (
     // the packet's verdict, worked out a cycle after its last beat from what that beat left
     reg  [2:0]  tl_user, tl_err;
     reg         tl_open;
-    reg  [15:0] tl_blocks, tl_want;
-    reg         tl_r;
+    reg  [15:0] tl_blocks, tl_want, tl_want_m1;   // blocks before the last beat's; want, want - 1
+    reg         tl_end, tl_r;                     // the last beat completed a block
+    wire        tl_miss = tl_end ? tl_blocks != tl_want_m1 : tl_blocks != tl_want;
     wire [2:0] verdict = tl_user != `RSN_OK ? tl_user :
                          tl_err != `RSN_OK ? tl_err :
                          tl_open ? `RSN_MSGLEN :
-                         tl_blocks != tl_want ? `RSN_MOLD : `RSN_OK;
+                         tl_miss ? `RSN_MOLD : `RSN_OK;
 
     // lock-step: every stage moves when the output may (no valid in the ready path, so the
     // ready is one net from m_axis_tready to every stage's enables, not a chain of gates)
@@ -240,14 +274,18 @@ module itch_framer (
             eoh_r <= 8'd0;
             cnt_on_r <= 1'b0;
             nblk <= 16'd0;
+            end_d <= 1'b0;
+            shift_r <= 3'd0;
             first_r <= 1'b1;
             bad_r <= 1'b0;
             pkt_reason <= `RSN_OK;
         end else begin
             if (m_rec_ready) m_rec_valid <= 1'b0;
             if (accept) begin
+                if (adv && fresh_r) shift_r <= 3'd0 - lo[2:0];
                 if (end_now) begin
                     m_rec_valid <= 1'b1;
+                    shift_r <= ~e_r;
                     seq_cur <= seq_eff + 64'd1;
                     first_r <= 1'b0;
                 end
@@ -255,6 +293,7 @@ module itch_framer (
                 fresh_r <= fresh_next;
                 str_r <= str_next;
                 nblk <= nblk_next;
+                end_d <= end_now;
                 if (adv) begin
                     // the next end: a length just completed and short enough, or the
                     // countdown of a longer one running out
@@ -277,13 +316,17 @@ module itch_framer (
                     tl_err <= bad_r ? `RSN_MSGLEN : `RSN_OK;
                     tl_open <= !fresh_next;
                     tl_blocks <= nblk_next;
+                    tl_end <= end_now;
                     tl_want <= want_blocks;
+                    tl_want_m1 <= want_m1;
                     idx <= 7'd0;
                     fresh_r <= 1'b1;
                     str_r <= 1'b0;
                     eoh_r <= 8'd0;
                     cnt_on_r <= 1'b0;
                     nblk <= 16'd0;
+                    end_d <= 1'b0;
+                    shift_r <= 3'd0;
                     first_r <= 1'b1;
                     bad_r <= 1'b0;
                 end

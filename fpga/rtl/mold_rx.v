@@ -8,7 +8,7 @@
 // Sequence status, on the last beat of every packet that got this far intact: a gap (the
 // sequence number is past the next one expected), a heartbeat (count 0) or the end of the
 // session (count 0xFFFF) is counted and pulsed on status_event. A new session name restarts
-// the expectation without counting a gap. The status registers settle three cycles after
+// the expectation without counting a gap. The status registers settle four cycles after
 // the packet's last beat.
 //
 // s_axis_start is used a beat late (registered here, for timing): it is known two beats
@@ -32,8 +32,9 @@ module mold_rx (
 
     output reg  [63:0] m_axis_tdata,
     output reg  [7:0]  m_axis_tkeep,    // message-block bytes only ...
-    output reg  [3:0]  m_axis_lo,       // ... which are lanes [m_axis_lo, m_axis_hi)
+    output reg  [3:0]  m_axis_lo,       // ... which are lanes [m_axis_lo, m_axis_hi) where m_axis_ok
     output reg  [3:0]  m_axis_hi,
+    output reg         m_axis_ok,       // m_axis_tuser is RSN_OK (lo and hi leave ungated by it, for timing)
     output reg         m_axis_tvalid,
     input  wire        m_axis_tready,
     output reg         m_axis_tlast,
@@ -95,7 +96,15 @@ module mold_rx (
     function [3:0] clamp8(input signed [16:0] v);     // bit tests, not comparators
         clamp8 = v[16] ? 4'd0 : v[15:3] != 13'd0 ? 4'd8 : {1'b0, v[2:0]};
     endfunction
+    // clamp8(v - 8), as bit tests on v
+    function [3:0] clamp8m8(input signed [16:0] v);
+        clamp8m8 = v[16] || v[15:3] == 13'd0 ? 4'd0 : v[15:4] != 12'd0 ? 4'd8 : {1'b0, v[2:0]};
+    endfunction
+    // the blocks' start a beat later still: start_r is known at least three beats before the
+    // blocks begin, so the difference is registered and the next one is 8 less (no chain
+    // between the registers and lo_r)
     wire signed [16:0] to_start = $signed({1'b0, start_r}) - off1m20_r;
+    reg  signed [16:0] to_start_r;      // to_start of the last beat: this beat's plus 8
     wire signed [16:0] to_end   = $signed({1'b0, s_axis_len}) - pos_r;
     reg  [3:0] frame_hi;                // the frame's bytes in this beat: lanes [0, frame_hi)
     integer k;
@@ -121,12 +130,13 @@ module mold_rx (
     wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && short_hdr ? `RSN_MOLD : rsn_r;
     wire [2:0] rsn = s_axis_tuser != `RSN_OK ? s_axis_tuser : own;
 
-    // sequence status, settled two cycles after the last beat of an intact packet
-    reg         judge_r, judge2_r;
+    // sequence status, settled three cycles after the last beat of an intact packet (each
+    // cycle one comparison or addition deep)
+    reg         judge_r, judge2_r, judge3_r;
     reg  [79:0] session_r;
     reg  [63:0] seq_r, after_r;
     reg  [15:0] count_r;
-    reg         fresh_r, gap_r;
+    reg         fresh_r, ahead_r, gap_r, grow_r;
     wire        fresh = !started_r || session_r != status_session;
     wire        hb    = count_r == 16'd0;
     wire        eos   = count_r == 16'hFFFF;
@@ -139,6 +149,7 @@ module mold_rx (
         status_event <= 3'd0;
         judge_r <= accept && s_axis_tlast && rsn == `RSN_OK;
         judge2_r <= judge_r;
+        judge3_r <= judge2_r;
         if (accept && s_axis_tlast) begin
             session_r <= session;
             seq_r <= seq;
@@ -157,6 +168,7 @@ module mold_rx (
             window_r <= 1'b0;
             judge_r <= 1'b0;
             judge2_r <= 1'b0;
+            judge3_r <= 1'b0;
             status_session <= 80'd0;
             status_next_seq <= 64'd0;
             status_gaps <= 32'd0;
@@ -177,12 +189,14 @@ module mold_rx (
                 rel_r    <= rel_next[2:0];
                 last_hit_r <= near_next && rel_next <= 9'sd19 && rel_next > 9'sd11;
                 window_r <= known;
-                lo_r     <= clamp8(to_start);
+                to_start_r <= to_start;
+                lo_r     <= clamp8m8(to_start_r);
                 hi_r     <= clamp8(to_end);
                 past_r   <= s_axis_len < 16'd28;
                 pos_r    <= $signed({1'b0, off1p16_r}) - $signed({1'b0, s_axis_start});
-                m_axis_lo <= rsn == `RSN_OK && lo < hi ? lo : 4'd0;
-                m_axis_hi <= rsn == `RSN_OK && lo < hi ? hi : 4'd0;
+                m_axis_lo <= lo < hi ? lo : 4'd0;
+                m_axis_hi <= lo < hi ? hi : 4'd0;
+                m_axis_ok <= rsn == `RSN_OK;
                 if (end_here) done_r <= 1'b1;
                 rsn_r <= own;
                 if (beat != 13'h1FFF) beat <= beat + 13'd1;
@@ -201,10 +215,14 @@ module mold_rx (
             end
             if (judge_r) begin            // first cycle: compare and add
                 fresh_r <= fresh;
-                gap_r <= !fresh && seq_r > status_next_seq;
+                ahead_r <= seq_r > status_next_seq;
                 after_r <= seq_r + {48'd0, count_r};
             end
-            if (judge2_r) begin           // second cycle: count and expect
+            if (judge2_r) begin           // second cycle: compare the sum
+                gap_r <= !fresh_r && ahead_r;
+                grow_r <= fresh_r || after_r > status_next_seq;
+            end
+            if (judge3_r) begin           // third cycle: count and expect
                 started_r <= 1'b1;
                 status_session <= session_r;
                 status_event <= {eos, hb, gap_r};
@@ -212,7 +230,7 @@ module mold_rx (
                 if (hb) status_heartbeats <= status_heartbeats + 32'd1;
                 if (eos) status_end_of_session <= status_end_of_session + 32'd1;
                 if (eos) status_next_seq <= seq_r;
-                else if (fresh_r || after_r > status_next_seq) status_next_seq <= after_r;
+                else if (grow_r) status_next_seq <= after_r;
             end
         end
     end

@@ -75,18 +75,31 @@ module udp_rx #(
     wire [15:0] port   = {hdr[2], hdr[3]};
     wire [15:0] udplen = {hdr[4], hdr[5]};
 
-    reg group_ok;
-    integer i;
-    always @* begin
-        group_ok = cfg_group_en == {GROUPS{1'b0}};
-        for (i = 0; i < GROUPS; i = i + 1)
-            if (cfg_group_en[i] && cfg_group[32*i +: 32] == s_axis_dst) group_ok = 1'b1;
+    // the filter settings, registered here (they change rarely; the comparisons start at
+    // flip-flops beside them, not at the ports)
+    reg  [15:0] port_r;
+    reg  [32*GROUPS-1:0] group_r;
+    reg  [GROUPS-1:0]    group_en_r;
+    always @(posedge clk) begin
+        port_r <= cfg_port;
+        group_r <= cfg_group;
+        group_en_r <= cfg_group_en;
     end
+
+    // each group's match registered on its own (the IPv4 destination is in at least a beat
+    // before the UDP header's last byte, so the matches are ready for the verdict)
+    reg  [GROUPS-1:0] match_r;
+    integer i;
+    always @(posedge clk)
+        if (accept)
+            for (i = 0; i < GROUPS; i = i + 1)
+                match_r[i] <= group_r[32*i +: 32] == s_axis_dst;
+    wire group_ok = group_en_r == {GROUPS{1'b0}} || (group_en_r & match_r) != {GROUPS{1'b0}};
 
     // the verdict, taken the beat after the header and registered
     wire [2:0] verdict = udplen < 16'd8 ? `RSN_IPHDR :
                          udplen > s_axis_len ? `RSN_TRUNC :
-                         port != cfg_port || !group_ok ? `RSN_FILTER : `RSN_OK;
+                         port != port_r || !group_ok ? `RSN_FILTER : `RSN_OK;
     wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && !done_r && !end_here ? `RSN_TRUNC : rsn_r;
 
     assign m_axis_tdata  = s_axis_tdata;

@@ -43,7 +43,7 @@ module itch_framer_harness (
 
     itch_framer framer (
         .clk(clk), .rst(rst),
-        .s_axis_tdata(s_axis_tdata), .s_axis_tkeep(s_axis_tkeep), .s_axis_lo(lo), .s_axis_hi(hi),
+        .s_axis_tdata(s_axis_tdata), .s_axis_tkeep(s_axis_tkeep), .s_axis_lo(lo), .s_axis_hi(hi), .s_axis_ok(s_axis_tuser == 3'd0),
         .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .s_axis_tuser(s_axis_tuser), .s_axis_ts(s_axis_ts), .s_axis_seq(s_axis_seq),
         .s_axis_count(s_axis_count),
