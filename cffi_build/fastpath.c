@@ -125,6 +125,8 @@ int fp_unlock_memory(void)
     return munlockall() ? errno : 0;
 }
 
+#define MIN_EVENTS 4096             /* match_run's room for events, at the least */
+
 /* The counting-sort histogram of the grouping is sized by max_clients, set after fp_new. */
 static int ensure_clients(struct fp_venue *v, struct priv *p)
 {
@@ -157,6 +159,9 @@ struct fp_venue *fp_new(uint32_t max_burst)
     v->reply_buf = malloc((size_t)max_burst * REPLY_ROOM);
     v->reply_off = malloc((max_burst + STK_MAX_GROUPS) * sizeof(int64_t));
     v->reply_len = malloc((max_burst + STK_MAX_GROUPS) * sizeof(uint32_t));
+    /* sized here, not by the first order: growing it there took that order 0.2 ms */
+    if (grow_to(&p->events, MIN_EVENTS * sizeof(struct event)))
+        goto fail;
     if (p->tokens && p->verdict && p->dg && v->reply_buf && v->reply_off && v->reply_len)
         return v;
 fail:
@@ -611,8 +616,6 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
 
     /* matching (engine.matching.Matcher.run: events' cmd relative to the whole batch) */
     uint32_t done = 0, n_ev = 0;
-    if (need(&p->events, 4096 * sizeof(struct event)))
-        return -1;
     while (done < nk) {
         uint32_t cap = (uint32_t)(p->events.cap / sizeof(struct event)), wrote = 0, room = 0;
         struct event *ev = (struct event *)p->events.p + n_ev;
@@ -621,7 +624,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
             ev[e].cmd += done;
         n_ev += wrote;
         done += consumed;
-        if (done < nk && need(&p->events, (n_ev + (room > 4096 ? room : 4096)) * sizeof(struct event)))
+        if (done < nk && need(&p->events, (n_ev + (room > MIN_EVENTS ? room : MIN_EVENTS)) * sizeof(struct event)))
             return -1;
     }
     const struct event *ev = p->events.p;
