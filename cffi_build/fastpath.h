@@ -94,9 +94,9 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
 /* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each
  * and sending its frames (submit, then kick); command timestamps in CLOCK_REALTIME (see
- * fp_venue.clock). For
- * each burst with commands, stamps gets FP_STAMPS values (the hops, frames, commands, the
- * port's RX stamp and its clock). Returns the bursts recorded, or an FP_ERR_*. */
+ * fp_venue.clock). For each burst with commands, stamps gets FP_STAMPS values (the hops,
+ * frames, commands, the port's RX stamp and its clock). Returns the bursts recorded, or an
+ * FP_ERR_*. */
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
                 uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen);
 
