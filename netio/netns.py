@@ -5,12 +5,16 @@
         port = open_port(v.host_if)             # the root end, for AF_XDP or sockets
 
 Everything made here is removed on exit (also when the body raised) and on
-SIGINT/SIGTERM; ``leftovers(prefix)`` lists anything that was not.
+SIGINT/SIGTERM; what a process killed outright left is removed by the next VethNamespace
+any netio process opens (``reclaim_abandoned``); ``leftovers(prefix)`` lists anything that
+is still there.
 """
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
+import logging
 import os
 import subprocess
 from typing import Any
@@ -19,6 +23,8 @@ from pyroute2 import IPRoute, NetNS, netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netio import iface, teardown
+
+log = logging.getLogger("netio")
 
 IFNAMSIZ = 15            # longest interface name the kernel takes
 SUBNETS = 56 * 256       # /24s in 10.200.0.0 - 10.255.255.0 that we hand out
@@ -69,8 +75,12 @@ class VethNamespace:
 
     def open(self) -> None:
         """Make the namespace and the veth pair (``with`` does this for you)."""
+        reclaim_abandoned()
         self._token = teardown.register(self.close)
+        note = teardown.note_path("netns", self.ns_name)
         try:
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.write_text(json.dumps({"pid": os.getpid(), "host_if": self.host_if, "ns_if": self.ns_if}))
             self.subnet = self._pick_subnet()
             hosts = list(itertools.islice(self.subnet.hosts(), 2))
             self.host_ip, self.ns_ip = str(hosts[0]), str(hosts[1])
@@ -100,21 +110,7 @@ class VethNamespace:
             return
         teardown.unregister(self._token)
         self._token = None
-        # Deleting a device drops its XDP program; detach first anyway so that a
-        # failure to delete still leaves no program behind.
-        for name, where in ((self.host_if, None), (self.ns_if, self.ns_name)):
-            try:
-                iface.detach_xdp(name, netns=where)
-            except Exception:
-                pass  # not made yet, or already gone with its namespace
-        with IPRoute() as ipr:
-            for index in ipr.link_lookup(ifname=self.host_if):
-                try:
-                    ipr.link("del", index=index)
-                except NetlinkError:
-                    pass  # went with the namespace already
-        if os.path.exists(f"/run/netns/{self.ns_name}"):
-            pyroute2_netns.remove(self.ns_name)
+        _remove(self.ns_name, self.host_if, self.ns_if)
 
     def _pick_subnet(self) -> ipaddress.IPv4Network:
         in_use = _subnets_in_use()
@@ -146,6 +142,50 @@ class VethNamespace:
     def __repr__(self) -> str:
         return (f"<VethNamespace {self.ns_name}: {self.host_if} {self.host_ip} <-> "
                 f"{self.ns_if} {self.ns_ip}>")
+
+
+def _remove(ns_name: str, host_if: str, ns_if: str) -> None:
+    """XDP programs, the veth pair, the namespace and its owner note, whichever are there."""
+    # Deleting a device drops its XDP program; detach first anyway so that a
+    # failure to delete still leaves no program behind.
+    for name, where in ((host_if, None), (ns_if, ns_name)):
+        try:
+            iface.detach_xdp(name, netns=where)
+        except Exception:
+            pass  # not made yet, or already gone with its namespace
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=host_if):
+            try:
+                ipr.link("del", index=index)
+            except NetlinkError:
+                pass  # went with the namespace already
+    if os.path.exists(f"/run/netns/{ns_name}"):
+        pyroute2_netns.remove(ns_name)
+    teardown.note_path("netns", ns_name).unlink(missing_ok=True)
+
+
+def reclaim_abandoned() -> list[str]:
+    """Remove the namespaces and veth pairs of netio processes that died without closing
+    them (killed outright: SIGKILL, SIGBUS); returns the namespaces removed, each logged."""
+    removed = []
+    for note in sorted(teardown.STATE_DIR.glob("netns-*.json")):
+        try:
+            owner = json.loads(note.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if teardown.alive(int(owner.get("pid", 0))):
+            continue
+        ns_name = note.name[len("netns-"):-len(".json")]
+        try:
+            _remove(ns_name, owner["host_if"], owner["ns_if"])
+        except (OSError, NetlinkError) as e:     # another process reclaiming the same at once
+            log.warning("netio: could not remove namespace %s left by process %s: %s", ns_name, owner["pid"], e)
+            continue
+        teardown.note_path("xdp", owner["host_if"]).unlink(missing_ok=True)   # netio.xdp's, for the same link
+        log.warning("netio: removed namespace %s and veth %s: left by netio process %s, which ended "
+                    "without closing them", ns_name, owner["host_if"], owner["pid"])
+        removed.append(ns_name)
+    return removed
 
 
 def _disable_ipv6(ifname: str) -> None:

@@ -4,6 +4,10 @@ XDP programs and network namespaces outlive the process that made them, so every
 owner registers a release action here. On SIGINT or SIGTERM the actions run (last
 registered first) and then the handler that was installed before ours runs, so a
 program's own handlers and Python's KeyboardInterrupt keep working.
+
+A process killed outright (SIGKILL, SIGBUS) runs nothing, so owners also leave a note
+(``note_path``) naming their pid: the next netio process finds the notes of dead
+owners and removes what they left.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("netio")
+
+STATE_DIR = Path("/run/netio")   # owner notes: gone at reboot, with what they describe
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _actions: dict[int, Callable[[], None]] = {}
@@ -52,6 +59,22 @@ def run_all() -> None:
             action()
         except Exception:  # one failed release must not keep the others from running
             log.exception("netio: release action failed during shutdown")
+
+
+def note_path(kind: str, name: str) -> Path:
+    """Where the owner of the ``kind`` object ``name`` (an XDP program, a namespace) notes itself."""
+    return STATE_DIR / f"{kind}-{name}.json"
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (the owner of a note)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _install() -> None:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from netio import hwstamp, iface, teardown
+from netio.teardown import STATE_DIR
 from netio.port import Burst, Port, PortError, PortInfo, PortStats, PortUnavailable, TimestampSource
 
 try:
@@ -50,7 +51,6 @@ except ImportError as _e:  # pragma: no cover - the module is built by `make nat
 
 log = logging.getLogger("netio")
 
-STATE_DIR = Path("/run/netio")
 BUSY_POLL_USECS = 20
 REBIND_WAIT_S = 1.0      # the kernel frees a closed socket's queue binding a few ms late
 _owners: dict[str, int] = {}    # interface -> XdpPorts this process has open on it
@@ -160,30 +160,16 @@ class _Slot:
         return burst
 
 
-def _state_file(ifname: str) -> Path:
-    return STATE_DIR / f"xdp-{ifname}.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clear_stale_program(ifname: str) -> str | None:
     """Detach an XDP program left on ``ifname`` by a netio process that died; returns a warning or None."""
-    path = _state_file(ifname)
+    path = teardown.note_path("xdp", ifname)
     try:
         state = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
     pid, prog_id = int(state.get("pid", 0)), int(state.get("prog_id", 0))
     owner_is_here = pid == os.getpid() and _owners.get(ifname, 0) > 0
-    if owner_is_here or (pid != os.getpid() and _alive(pid)):
+    if owner_is_here or (pid != os.getpid() and teardown.alive(pid)):
         return None
     path.unlink(missing_ok=True)
     if not iface.detach_xdp(ifname, prog_id=prog_id):
@@ -476,7 +462,7 @@ class XdpPort(Port):
         self.info.details["prog_id"] = self._prog_id
         if self._prog_id is not None:
             STATE_DIR.mkdir(parents=True, exist_ok=True)
-            _state_file(ifname).write_text(json.dumps({"pid": os.getpid(), "prog_id": self._prog_id}))
+            teardown.note_path("xdp", ifname).write_text(json.dumps({"pid": os.getpid(), "prog_id": self._prog_id}))
 
     # -- the burst API ----------------------------------------------------------------------
     def rx_burst(self, max_frames: int = 64) -> Burst:
@@ -607,7 +593,7 @@ class XdpPort(Port):
                 iface.detach_xdp(ifname, prog_id=self._prog_id)
         except PortError:
             pass  # the interface went away, and its program with it
-        _state_file(ifname).unlink(missing_ok=True)
+        teardown.note_path("xdp", ifname).unlink(missing_ok=True)
 
     def _on_signal(self) -> None:
         # A signal can land between two lines of rx_burst, so the socket and UMEM stay

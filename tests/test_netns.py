@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from netio import iface
-from netio.netns import VethNamespace, leftovers
+from netio.netns import VethNamespace, leftovers, reclaim_abandoned
 from netio.port import PortError
 
 pytestmark = [pytest.mark.root,
@@ -122,6 +122,26 @@ def test_a_signal_to_the_process_removes_its_namespace_and_pair(signum):
         assert proc.returncode == -signal.SIGTERM
     else:
         assert "interrupted" in out and proc.returncode == 3
+
+
+def test_what_a_killed_process_left_is_removed_by_the_next_one():
+    """SIGKILL runs no handler: the owner's note lets the next netio process clear up."""
+    code = textwrap.dedent(f"""
+        import time
+        from netio.netns import VethNamespace
+        v = VethNamespace("{PREFIX}").__enter__()
+        print(v.ns_name, flush=True)
+        time.sleep(30)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        name = proc.stdout.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert f"namespace {name}" in leftovers(name)
+    assert name in reclaim_abandoned()
+    assert leftovers(name) == []
 
 
 def test_a_forked_child_that_is_killed_does_not_remove_the_parents_namespace(veth):
