@@ -4,9 +4,11 @@
  * risk.c, matching.c, moldudp64.c), called in engine/venue.py's order; what this file
  * adds is what venue.py does in numpy between them: clients and tokens, per-datagram
  * OUCH splitting, reply grouping per client, datagram cutting, the journal records
- * (engine/journal.py's format, sealed by journal.c) and the AF_XDP loop.
+ * (engine/journal.py's format, sealed by journal.c) and the AF_XDP loop, on the caller's
+ * thread (fp_poll) or its own (fp_start).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -123,6 +125,15 @@ int fp_lock_memory(void)
 int fp_unlock_memory(void)
 {
     return munlockall() ? errno : 0;
+}
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25            /* Linux 6.1; older C libraries do not name it */
+#endif
+
+int fp_collapse(void *addr, uint64_t len)
+{
+    return madvise(addr, len, MADV_COLLAPSE) ? errno : 0;
 }
 
 #define MIN_EVENTS 4096             /* match_run's room for events, at the least */
@@ -731,6 +742,129 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         recorded++;
     }
     return recorded;
+}
+
+/* ---- the loop on a thread of its own ----------------------------------------------- */
+
+struct fp_runner {
+    struct fp_venue *v;
+    const struct nx_burst_api *api;
+    struct nx_xsk *x;
+    const uint8_t *umem;
+    uint32_t burst_size;
+    uint64_t check_cycles, heartbeat_cycles;
+    uint64_t *ring, mask;           /* (mask + 1) slots of FP_STAMPS */
+    uint64_t head, tail;            /* written by the thread / by fp_drain alone */
+    uint64_t frames_seen, drained_frames, lost, heartbeats;
+    int64_t result;
+    int stop;
+    pthread_t thread;
+};
+
+/* An empty MoldUDP64 packet with the next sequence number, to the feed's group. */
+static void heartbeat(struct fp_runner *r)
+{
+    struct fp_venue *v = r->v;
+    struct priv *p = v->priv;
+    static const uint8_t no_mac[6];
+    uint8_t packet[20] = {0};       /* session, sequence (big-endian), message count 0 */
+    int64_t off = 0;
+    uint32_t len = sizeof packet;
+    uint64_t seq = __builtin_bswap64(v->feed_seq);
+    memcpy(packet, v->feed_session, 10);
+    memcpy(packet + 10, &seq, 8);
+    v->n_out = 0;
+    if (add_frames(v, p, packet, &off, &len, 1, no_mac, 0, &v->feed_ip, &v->feed_port, &v->feed_port))
+        return;                     /* no memory: the next turn tries again */
+    submit(v, r->api, r->x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+    r->api->tx_kick(r->x);
+    __atomic_store_n(&r->heartbeats, r->heartbeats + 1, __ATOMIC_RELAXED);
+}
+
+static void *run(void *arg)
+{
+    struct fp_runner *r = arg;
+    struct fp_venue *v = r->v;
+    uint64_t dropped[FP_STAMPS], seen, feed_seq = v->feed_seq, feed_at = __rdtsc();
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        int full = r->head - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->mask;
+        uint64_t *slot = full ? dropped : r->ring + (r->head & r->mask) * FP_STAMPS;
+        int64_t k = fp_poll(v, r->api, r->x, r->umem, r->burst_size, 1, __rdtsc() + r->check_cycles, slot, &seen);
+        if (k < 0) {
+            __atomic_store_n(&r->result, k, __ATOMIC_RELEASE);
+            break;
+        }
+        __atomic_store_n(&r->frames_seen, r->frames_seen + seen, __ATOMIC_RELAXED);
+        if (k && full)
+            __atomic_store_n(&r->lost, r->lost + 1, __ATOMIC_RELAXED);
+        else if (k)
+            __atomic_store_n(&r->head, r->head + 1, __ATOMIC_RELEASE);
+        uint64_t now = __rdtsc();
+        if (v->feed_seq != feed_seq) {
+            feed_seq = v->feed_seq;
+            feed_at = now;
+        } else if (r->heartbeat_cycles && now - feed_at > r->heartbeat_cycles) {
+            heartbeat(r);
+            feed_at = now;
+        }
+    }
+    return NULL;
+}
+
+struct fp_runner *fp_start(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size,
+                           uint32_t ring_bursts, uint64_t check_cycles, uint64_t heartbeat_cycles)
+{
+    if (!ring_bursts || ring_bursts & (ring_bursts - 1)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct fp_runner *r = calloc(1, sizeof *r);
+    if (!r || !(r->ring = malloc((size_t)ring_bursts * FP_STAMPS * sizeof *r->ring))) {
+        free(r);
+        errno = ENOMEM;
+        return NULL;
+    }
+    r->v = v;
+    r->api = api;
+    r->x = xsk;
+    r->umem = umem;
+    r->burst_size = burst_size;
+    r->mask = ring_bursts - 1;
+    r->check_cycles = check_cycles;
+    r->heartbeat_cycles = heartbeat_cycles;
+    int err = pthread_create(&r->thread, NULL, run, r);
+    if (!err)
+        return r;
+    free(r->ring);
+    free(r);
+    errno = err;
+    return NULL;
+}
+
+int64_t fp_drain(struct fp_runner *r, uint64_t *stamps, uint32_t max, uint64_t *frames_seen, uint64_t *lost,
+                 uint64_t *heartbeats)
+{
+    uint64_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE), n = 0;
+    for (; r->tail + n != head && n < max; n++)
+        memcpy(stamps + n * FP_STAMPS, r->ring + ((r->tail + n) & r->mask) * FP_STAMPS, FP_STAMPS * sizeof *stamps);
+    __atomic_store_n(&r->tail, r->tail + n, __ATOMIC_RELEASE);
+    uint64_t seen = __atomic_load_n(&r->frames_seen, __ATOMIC_RELAXED);
+    *frames_seen = seen - r->drained_frames;
+    r->drained_frames = seen;
+    *lost = __atomic_load_n(&r->lost, __ATOMIC_RELAXED);
+    *heartbeats = __atomic_load_n(&r->heartbeats, __ATOMIC_RELAXED);
+    int64_t result = __atomic_load_n(&r->result, __ATOMIC_ACQUIRE);
+    return n || !result ? (int64_t)n : result;
+}
+
+int64_t fp_stop(struct fp_runner *r)
+{
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(r->thread, NULL);
+    int64_t result = r->result;
+    free(r->ring);
+    free(r);
+    return result;
 }
 
 int fp_restore(struct fp_venue *v, uint32_t n_clients, const uint32_t *ip, const uint16_t *port,

@@ -100,6 +100,28 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
                 uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen);
 
+/* fp_poll on a thread of its own, until fp_stop: the loop never hands the CPU back to
+ * Python, whose turn once a second held every order that arrived meanwhile (a millisecond
+ * and more) and left the caches cold for the next. Each burst with commands puts its
+ * FP_STAMPS values in a ring of ring_bursts slots (a power of two) that fp_drain empties;
+ * when the ring is full the stamps are dropped and counted, the burst is not held. The
+ * thread checks for fp_stop every check_cycles, and when nothing went out on the feed for
+ * heartbeat_cycles it sends a MoldUDP64 heartbeat (0 = never). The thread runs on the
+ * CPUs of the caller. NULL: no memory or no thread (errno says which). */
+struct fp_runner;
+struct fp_runner *fp_start(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size,
+                           uint32_t ring_bursts, uint64_t check_cycles, uint64_t heartbeat_cycles);
+
+/* Up to max bursts' stamps from the ring (oldest first) into stamps; *frames_seen gets the
+ * frames received since the last call, *lost the bursts whose stamps the full ring dropped
+ * so far, *heartbeats the heartbeats sent so far. Returns the bursts copied, or the
+ * FP_ERR_* that ended the thread (what was in the ring is still drained first). */
+int64_t fp_drain(struct fp_runner *r, uint64_t *stamps, uint32_t max, uint64_t *frames_seen, uint64_t *lost,
+                 uint64_t *heartbeats);
+
+/* Stop the thread, wait for it, free r. Returns 0 or the FP_ERR_* that had ended it. */
+int64_t fp_stop(struct fp_runner *r);
+
 /* Clients and tokens a venue recovered from its journal, into the C tables: n_clients
  * (ip, port, id); n_tokens (client, 14-byte token, core token); and per core token
  * 0..n_core_tokens its 14 bytes and symbol. 0, or -1: no memory. */
@@ -114,3 +136,7 @@ uint64_t fp_tsc(void);
  * (mlockall MCL_CURRENT | MCL_FUTURE): 0, or the errno of the refusal. */
 int fp_lock_memory(void);
 int fp_unlock_memory(void);         /* munlockall: 0, or errno */
+
+/* The pages of [addr, addr + len) (2 MB aligned) moved onto 2 MB pages now
+ * (madvise MADV_COLLAPSE): 0, or errno. */
+int fp_collapse(void *addr, uint64_t len);

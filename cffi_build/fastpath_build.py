@@ -1,5 +1,6 @@
 """cffi build of engine._fastpath: the venue's fused burst loop, linked with the C of the
 stages it fuses (stack, OUCH, venue serialize, risk, matching, MoldUDP64, journal)."""
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,4 +29,8 @@ if __name__ == "__main__":
     # built in a scratch folder: the stage sources' objects would otherwise land in the tree
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
-        shutil.copy(built, HERE.parent / "engine" / built.name)
+        target = HERE.parent / "engine" / built.name
+        # a new file renamed over the old: a process that has the old one mapped keeps it
+        # (written in place, its pages would change under it: SIGBUS)
+        shutil.copy(built, target.with_suffix(".new"))
+        os.replace(target.with_suffix(".new"), target)

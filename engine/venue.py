@@ -33,10 +33,13 @@ What a burst does, in order (telemetry's TSC hops in brackets):
    wait (bursts with orders only: ARP and the like would record empty stages).
 
 The pipeline: on a port with a C table (AF_XDP) the whole walk runs in C by default
-(``fused``: engine/fastpath.py, the same frames byte for byte, the same journal); this
-Python-driven pipeline is its reference and runs on every other port or with
-``fused=False``. The fused loop stamps TX submit (descriptors on the ring) and TX
-completion (after the kick) apart; ``tx_burst`` here does both in one call.
+(``fused``: engine/fastpath.py, the same frames byte for byte, the same journal), on a
+thread of its own that ``start(cpu)`` (or the first ``poll``) starts and ``close`` stops;
+``poll`` then only collects what the thread did (telemetry, journal positions) and waits
+up to IDLE_WAIT_S when it did nothing. This Python-driven pipeline is its reference and
+runs on every other port or with ``fused=False``, one burst per ``poll``. The fused loop
+stamps TX submit (descriptors on the ring) and TX completion (after the kick) apart;
+``tx_burst`` here does both in one call.
 
 Restart: a venue opened on an existing journal replays it into the books and risk, and
 its feed carries on in the same MoldUDP64 session with the next sequence number (the
@@ -53,6 +56,7 @@ later fills/cancels) + rejected (by reason). ``counters()`` holds all of it.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from typing import NamedTuple
@@ -77,6 +81,7 @@ MAX_CLIENTS = 1024          # client ids 1..MAX_CLIENTS-1; id 0 is never a clien
 REPLY_PAYLOAD = 1300        # OUCH bytes per reply datagram before the next one starts
 NS_PER_DAY = 86_400 * 10**9
 FEED_HEARTBEAT_S = 1.0
+IDLE_WAIT_S = 0.001     # poll() on a venue whose loop has a thread of its own, when it did nothing
 
 _O, _U, _X = ord("O"), ord("U"), ord("X")
 _IN_LEN = np.zeros(256, np.int64)
@@ -232,9 +237,9 @@ class Venue:
             self._send_feed_start()
         self._fused = None
         if fused:     # the whole walk in one C call (engine/fastpath.py)
-            from engine.fastpath import POLL_S, FusedPath
+            from engine.fastpath import FusedPath
             self._fused = FusedPath(self, _REJECT_CODE, _CANCEL_CODE, MAX_CLIENTS, REPLY_PAYLOAD)
-            self._poll_cycles = int(POLL_S * (1e9 / clock.ns_per_cycle if clock else _tsc_hz()))
+            self._cycles_per_s = 1e9 / clock.ns_per_cycle if clock else _tsc_hz()
 
     @property
     def fused(self) -> bool:
@@ -242,8 +247,30 @@ class Venue:
         return self._fused is not None
 
     # -- the loop -----------------------------------------------------------------------
+    def start(self, cpu: int | None = None) -> bool:
+        """Start the fused walk's thread on an AF_XDP port (the first ``poll`` does it
+        otherwise), on ``cpu`` or else wherever the calling thread may run. Keep the
+        calling thread off that CPU: its turns would take the CPU from the loop. Returns
+        whether the walk runs on a thread of its own (False: ``poll`` runs it, on the
+        Python-driven pipeline or a port without a C table)."""
+        f = self._fused
+        if f is None or not f.polls_port:
+            return False
+        if f.running:
+            return True
+        mine = os.sched_getaffinity(0)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})     # the thread takes the affinity of its maker
+        try:
+            f.start(self.burst_size, self._cycles_per_s, FEED_HEARTBEAT_S)
+        finally:
+            os.sched_setaffinity(0, mine)
+        return True
+
     def poll(self) -> int:
-        """Take one burst through the pipeline; returns the frames received (0: idle)."""
+        """Take one burst through the pipeline; returns the frames received (0: idle).
+        With the fused walk on its own thread: what it received since the last call,
+        waiting up to IDLE_WAIT_S if nothing."""
         if self._fused is not None:
             return self._poll_fused()
         burst = self.port.rx_burst(self.burst_size)
@@ -296,10 +323,13 @@ class Venue:
 
     # -- the fused path (engine/fastpath.py) ----------------------------------------------
     def _poll_fused(self) -> int:
-        """poll() in C: one burst, or on AF_XDP every burst for about POLL_S."""
+        """poll() in C: one burst, or on AF_XDP what the walk's thread did since the last call."""
         f, n = self._fused, 0
         if f.polls_port:
-            n, bursts = f.poll_port(self.burst_size, rdtsc() + self._poll_cycles)
+            self.start()
+            n, bursts = f.drain()
+            if not n:
+                time.sleep(IDLE_WAIT_S)
             if self.telemetry and len(bursts):
                 rx = len(HOPS) + 2
                 if bursts[:, rx + 1].any():          # stamped by the XDP program or the NIC
@@ -323,7 +353,7 @@ class Venue:
                 self.port.release(burst)
         if f.feed_seq != self.feed_seq:
             self.feed_seq, self._feed_last = f.feed_seq, time.monotonic()
-        elif time.monotonic() - self._feed_last > FEED_HEARTBEAT_S:
+        elif not f.running and time.monotonic() - self._feed_last > FEED_HEARTBEAT_S:
             self._send_feed(moldudp64.heartbeat(self.config.feed_session, self.feed_seq))
         if self.telemetry:
             self.telemetry.tick()
@@ -334,6 +364,12 @@ class Venue:
         restarted on the same journal carries on with the next sequence number."""
         if self.closed:
             return
+        if self._fused is not None and self._fused.running:
+            try:
+                self._poll_fused()      # the telemetry of what it did so far
+            finally:
+                self._fused.stop()
+                self.feed_seq = self._fused.feed_seq
         if self.journal:
             self.journal.close()
             self.sessions.close()

@@ -35,6 +35,7 @@ import mmap
 import os
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,7 @@ class XdpPort(Port):
                  ring_size: int = 2048, busy_poll: bool = True, busy_poll_budget: int = 64,
                  rx_metadata: bool = False, tx_timestamps: bool = False, **unknown: Any):
         self._xsk = ffi.NULL
+        self._before_close: list[Callable[[], None]] = []
         self._token: int | None = None
         self._prog_id: int | None = None
         self._meta: _MetaProgram | None = None
@@ -567,9 +569,17 @@ class XdpPort(Port):
     def fileno(self) -> int | None:
         return lib.nx_fd(self._xsk) if self._xsk != ffi.NULL else None
 
+    def before_close(self, action: Callable[[], None]) -> None:
+        """Run ``action`` when close() begins, while the socket still works: a C loop
+        driving ``c_api()`` on another thread stops there."""
+        self._before_close.append(action)
+
     def close(self) -> None:
         if self._xsk == ffi.NULL:
             return
+        actions, self._before_close = self._before_close, []
+        for action in actions:
+            action()
         self.stats()  # keep the last counters readable after close
         if self._token is not None:
             teardown.unregister(self._token)

@@ -254,6 +254,36 @@ def test_lock_memory_makes_the_pages_mapped_later_resident_too_and_unlock_releas
     assert _locked_kb() == 0
 
 
+def _huge_kb(array: np.ndarray) -> int:
+    """AnonHugePages of the mappings ``array`` lies in."""
+    start, end = array.ctypes.data, array.ctypes.data + array.nbytes
+    inside, kb = False, 0
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            lo, hi = (int(a, 16) for a in head.split("-"))
+            inside = lo < end and start < hi
+        elif inside and line.startswith("AnonHugePages:"):
+            kb += int(line.split()[1])
+    return kb
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_IPC_LOCK) to lock all its memory")
+@pytest.mark.skipif("[never]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read(),
+                    reason="transparent huge pages are off on this machine")
+def test_huge_pages_moves_a_locked_table_onto_2_mb_pages():
+    """Locked memory is resident on 4 kB pages; huge_pages() moves it onto 2 MB pages
+    (a table of 16 MiB holds at least seven whole ones, whatever its alignment)."""
+    from engine.fastpath import huge_pages, lock_memory, unlock_memory
+    lock_memory()
+    try:
+        table = np.zeros(16 << 20, np.uint8)
+        moved, _ = huge_pages()
+        assert moved >= 14 << 20 and _huge_kb(table) >= 14 << 10
+    finally:
+        unlock_memory()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.timeout(90)
 def test_the_benchmarks_c_client_gets_every_order_answered_by_the_venue_and_by_the_c_echo(tmp_path):
@@ -316,3 +346,112 @@ def test_on_af_xdp_command_timestamps_come_from_the_venues_realtime_clock_model(
     ts = journal.read(tmp_path / "v.jnl").records["payload"]["ts"].astype(np.int64)
     assert len(ts) >= 300 and (ts >= future).all() and (ts < future + 10**11).sum() >= 200
     assert (ts >= 2 * future).sum() >= 50
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_on_af_xdp_the_fused_loop_answers_on_its_own_thread_while_python_does_not_poll(tmp_path):
+    """Once started, the loop's thread answers every order of the C client although
+    Python never calls poll(); close() then collects its telemetry and journal."""
+    import json
+    from pathlib import Path
+
+    from netio import iface
+    from netio.clock import ClockSync, SystemClock
+    from netio.netns import VethNamespace
+    from tools.bench import venue as bench
+    from tools.run import open_venue_port
+    with VethNamespace("vnth") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        b = bench.Bench(v, *bench._compile(Path(tmp_path)))
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, b.ip, v.host_mac, journal=str(tmp_path / "v.jnl"),
+                          clock=ClockSync(SystemClock()).model)
+            assert venue.start()
+            out, _ = b._client(400, 0.5).communicate(timeout=30)
+            venue.close()
+    got = json.loads(out)            # the client counts the orders after its warm-up
+    assert got["sent"] == got["answered"] > 0 and got["lost"] == got["rejected"] == 0
+    commands = venue.counters()["commands"]
+    assert commands >= got["sent"] and len(journal.read(tmp_path / "v.jnl").records) == commands
+    assert venue.telemetry.summary()["TOTAL"].total_count == commands
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(60)
+def test_the_fused_loops_thread_sends_the_feeds_heartbeats_with_the_next_sequence_number():
+    """No order for a while: the thread sends an empty MoldUDP64 packet (the session, the
+    next sequence number, count 0) to the feed group about every FEED_HEARTBEAT_S."""
+    import struct
+    import time
+
+    from engine.venue import FEED_HEARTBEAT_S
+    from netio import iface
+    from netio.netns import VethNamespace
+    from netio.stack import ip_int
+    from tests.wire import capture_in_namespace
+    cfg = VenueConfig()
+    with VethNamespace("vnhb") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        from tools.run import open_venue_port
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, str(v.subnet.network_address + 10), v.host_mac, cfg)
+            venue.start()
+            frames = capture_in_namespace(v, 2, lambda: time.sleep(2.5 * FEED_HEARTBEAT_S))
+            venue.close()
+    assert len(frames) == 2 and venue._fused.heartbeats >= 2
+    for f in frames:
+        ip, udp, payload = f[14:34], f[34:42], f[42:]
+        assert struct.unpack("!I", ip[16:20])[0] == ip_int(cfg.feed_group)
+        assert struct.unpack("!HH", udp[:4]) == (cfg.feed_port, cfg.feed_port)
+        assert payload == cfg.feed_session.encode().ljust(10) + struct.pack("!QH", venue.feed_seq, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(60)
+def test_closing_the_port_first_stops_the_fused_loops_thread():
+    """The port's close() stops a loop still driving it; the venue then closes cleanly."""
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tools.run import open_venue_port
+    with VethNamespace("vncl") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        port = open_venue_port(v.host_if, "xdp", 0)
+        venue = Venue(port, str(v.subnet.network_address + 10), v.host_mac)
+        assert venue.start() and venue._fused.running
+        port.close()
+        assert not venue._fused.running
+        venue.close()
+        assert iface.xdp_programs(v.host_if) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_on_af_xdp_a_burst_the_loops_thread_cannot_journal_ends_it_unsent_and_poll_says_why(tmp_path):
+    """Nothing reaches the wire unjournaled on the thread either: it stops at the burst it
+    cannot journal, poll() raises the write's error once, and close() finishes."""
+    import json
+    from pathlib import Path
+
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tools.bench import venue as bench
+    from tools.run import open_venue_port
+    with VethNamespace("vnje") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        b = bench.Bench(v, *bench._compile(Path(tmp_path)))
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, b.ip, v.host_mac, journal=str(tmp_path / "v.jnl"))
+            readonly = os.open(tmp_path / "v.jnl", os.O_RDONLY)
+            os.dup2(readonly, venue.journal.fileno())     # the journal's descriptor can no longer write
+            os.close(readonly)
+            venue.start()
+            out, _ = b._client(200, 0.3).communicate(timeout=30)
+            with pytest.raises(OSError, match="journal"):
+                for _ in range(1000):
+                    venue.poll()
+            assert venue.poll() == 0
+            venue.close()
+    got = json.loads(out)
+    assert got["sent"] > 0 and got["answered"] == 0
+    assert len(journal.read(tmp_path / "v.jnl").records) == 0

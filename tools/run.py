@@ -88,9 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-memory", action="store_true",
                    help="lock the venue's memory in RAM before it starts (mlockall): no page fault ever stalls "
                         "an order, where otherwise the first touch of each page of its tables does (needs root "
-                        "or a large enough memlock limit)")
-    p.add_argument("--cpu", type=int, help="pin the venue to this CPU (keep other work and IRQs off it); "
-                   "--demo pins its own")
+                        "or a large enough memlock limit); its tables then move onto 2 MB pages where the kernel "
+                        "can (fewer TLB misses)")
+    p.add_argument("--cpu", type=int, help="pin the venue's loop to this CPU (keep other work and IRQs off it; "
+                   "the fused loop has a thread of its own there and the status line and telemetry run on the "
+                   "other CPUs); --demo pins its own")
+    p.add_argument("--busy-poll", action="store_true",
+                   help="AF_XDP: the venue's loop runs the interface's receive processing itself whenever its ring "
+                        "is empty (SO_PREFER_BUSY_POLL) instead of leaving it to interrupts; off by default, as on a "
+                        "veth it made the light-load tail ten times worse; try it on a zero-copy NIC")
     p.add_argument("--pipeline", choices=("auto", "fused", "python"), default="auto",
                    help="fused: the whole walk in C per burst (engine/fastpath.py); python: the Python-driven "
                         "reference pipeline; auto (default): fused on a port with a C table (AF_XDP)")
@@ -146,16 +152,21 @@ class PcapReplay(Port):
 
 
 def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None = None,
-                    pcap_out: str | None = None, rx_stamps: str = "poll") -> Port:
+                    pcap_out: str | None = None, rx_stamps: str = "poll", busy_poll: bool = False) -> Port:
     """The port for a venue: ``auto`` is AF_XDP, else a TPACKET_V2 socket (per-frame wake-ups,
     where V3's block timeout would hold sparse orders for a millisecond); ``pcap`` replays
     the capture ``iface`` and writes what the venue sends to ``pcap_out``. ``rx_stamps="xdp"``
     has AF_XDP frames stamped by netio's XDP program (the NIC's stamp where the driver gives
-    one, else the kernel's as XDP sees the frame) instead of when the venue polls them."""
+    one, else the kernel's as XDP sees the frame) instead of when the venue polls them.
+    ``busy_poll``: AF_XDP with SO_PREFER_BUSY_POLL, the venue's loop running the
+    interface's receive processing in a syscall whenever its ring is empty. Off by
+    default: on a veth at 1,000 orders/s it put one order in eleven over 10 us (the loop
+    in and out of the kernel) against one in 300 without it, and it gained nothing at
+    10,000/s or at saturation (tools/bench/venue.py, side by side)."""
     if backend == "pcap":
         return PcapReplay(iface, pcap_out or str(Path(iface).with_suffix(".out.pcap")))
     options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {},
-               "xdp": {"rx_metadata": rx_stamps == "xdp"}}
+               "xdp": {"rx_metadata": rx_stamps == "xdp", "busy_poll": busy_poll}}
     if backend != "auto":
         return open_port(iface, backend, queue, **options.get(backend, {}))
     try:
@@ -253,6 +264,24 @@ def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
     return True
 
 
+def _huge_pages(who: str) -> None:
+    """--lock-memory's second half, once the venue's tables exist: onto 2 MB pages."""
+    from engine.fastpath import huge_pages
+    moved, refused = huge_pages()
+    print(f"{who}: {moved >> 20} MB of tables on 2 MB pages" + (f" ({refused >> 20} MB the kernel would not move)"
+                                                                 if refused else ""), file=sys.stderr)
+
+
+def _place(venue: Venue, cpu: int, cpus: set[int]) -> None:
+    """The venue's loop on ``cpu``: its own thread's where it has one, and this thread (the
+    status line, telemetry, clock) then on the other CPUs, where its turns take nothing
+    from the loop; else this thread's."""
+    if venue.start(cpu):
+        os.sched_setaffinity(0, (cpus - {cpu}) or cpus)
+    else:
+        os.sched_setaffinity(0, {cpu})
+
+
 def _final_state(venue: Venue, path: str | None) -> None:
     if path:
         Path(path).write_text(json.dumps({"book_hash": venue.book.state_hash(), "counters": venue.counters()},
@@ -266,7 +295,8 @@ def run_venue(args) -> int:
         print(f"netio-run: config: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args, args.pcap_out, args.rx_stamps)
+        port = open_venue_port(args.iface, args.backend, args.queue, args.dpdk_args, args.pcap_out, args.rx_stamps,
+                               args.busy_poll)
     except (PortError, OSError) as e:
         print(f"netio-run: cannot open {args.iface}: {e}", file=sys.stderr)
         return EXIT_PORT
@@ -278,6 +308,7 @@ def run_venue(args) -> int:
         print(f"netio-run: {port.info.describe()}", file=sys.stderr)
         for step in port.info.fallbacks:
             print(f"netio-run:   not faster because {step}", file=sys.stderr)
+        cpus = os.sched_getaffinity(0)
         if not _prepare(args.cpu, args.lock_memory, "netio-run"):
             return EXIT_VENUE
         sync = ClockSync(SystemClock())
@@ -287,11 +318,15 @@ def run_venue(args) -> int:
         except (OSError, ValueError) as e:
             print(f"netio-run: venue: {e}", file=sys.stderr)
             return EXIT_VENUE
+        if args.lock_memory:
+            _huge_pages("netio-run")
         stopper = Stopper()
         print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}, "
               f"{len(cfg.symbols)} symbols, {'fused C' if venue.fused else 'Python-driven'} pipeline",
               file=sys.stderr)
         try:
+            if args.cpu is not None:
+                _place(venue, args.cpu, cpus)
             until = (lambda: port.exhausted) if isinstance(port, PcapReplay) else None
             serve(venue, stopper, args.duration, args.quiet, sync, until=until)
         finally:
@@ -316,7 +351,8 @@ def run_demo(args) -> int:
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         ip = str(v.subnet.network_address + 10)
         try:
-            port = open_venue_port(v.host_if, args.backend, 0, args.dpdk_args, rx_stamps=args.rx_stamps)
+            port = open_venue_port(v.host_if, args.backend, 0, args.dpdk_args, rx_stamps=args.rx_stamps,
+                                   busy_poll=args.busy_poll)
         except PortError as e:
             print(f"netio-run: cannot open {v.host_if}: {e}", file=sys.stderr)
             return EXIT_PORT
@@ -330,6 +366,8 @@ def run_demo(args) -> int:
             venue = Venue(port, ip, v.host_mac, _config(args), hlog=str(venue_hlog), clock=sync.model,
                           journal=args.journal, fused=_FUSED[args.pipeline])
             print(f"netio-run --demo: {'fused C' if venue.fused else 'Python-driven'} pipeline", file=sys.stderr)
+            if args.lock_memory:
+                _huge_pages("netio-run --demo")
             stopper = Stopper()
             # a CPU each where there are two: the busy-polling venue and its client would
             # otherwise take turns on one and time each other's stalls
@@ -340,7 +378,7 @@ def run_demo(args) -> int:
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
             try:
                 if pin:
-                    os.sched_setaffinity(0, {cpus[0]})
+                    _place(venue, cpus[0], set(cpus))
                 serve(venue, stopper, duration + 30, args.quiet, sync, until=lambda: loadgen.poll() is not None)
             finally:
                 os.sched_setaffinity(0, cpus)
