@@ -294,6 +294,9 @@ class FusedPath:
         """(venue counts, message drops by reason, rejects by RejectReason code) so far."""
         c = ffi.unpack(self._counts, lib.FP_N_COUNTS)
         counts = {name: c[i] for i, name in enumerate(_COUNTS) if c[i]}
+        # the loop's thread: its heartbeats, and stamps the full ring dropped (never the bursts)
+        counts.update({name: k for name, k in (("feed_heartbeats", self.heartbeats),
+                                               ("telemetry_stamps_lost", self.stamps_lost)) if k})
         drops = {name: c[i] for i, name in self._drops.items() if c[i]}
         r = ffi.unpack(self._rejects, 256)
         return counts, drops, {code: n for code, n in enumerate(r) if n}

@@ -1,8 +1,9 @@
 """The venue pipeline: port → stack → OUCH decode → risk → matching → OUCH + ITCH → port.
 
     venue = Venue(port, ip="10.0.0.10", mac=port_mac, config=VenueConfig())
+    venue.start(cpu=2)        # AF_XDP: the fused walk's own thread, on CPU 2
     while running:
-        venue.poll()          # one burst through every stage; returns frames received
+        venue.poll()          # one burst through every stage (or what the thread did); frames received
     venue.close()
 
 Every burst takes the same walk, each stage one or a few C calls over the whole burst
@@ -278,7 +279,7 @@ class Venue:
         if not n:
             self.port.release(burst)
             if time.monotonic() - self._feed_last > FEED_HEARTBEAT_S:
-                self._send_feed(moldudp64.heartbeat(self.config.feed_session, self.feed_seq))
+                self._heartbeat()
             if self.telemetry:
                 self.telemetry.tick()
             return 0
@@ -354,7 +355,7 @@ class Venue:
         if f.feed_seq != self.feed_seq:
             self.feed_seq, self._feed_last = f.feed_seq, time.monotonic()
         elif not f.running and time.monotonic() - self._feed_last > FEED_HEARTBEAT_S:
-            self._send_feed(moldudp64.heartbeat(self.config.feed_session, self.feed_seq))
+            self._heartbeat()
         if self.telemetry:
             self.telemetry.tick()
         return n
@@ -876,6 +877,11 @@ class Venue:
             d = d._replace(offsets=d.offsets + shift)
         return self.stack.build_udp(Burst(d.payload, d.offsets, d.lengths, np.zeros(len(d.offsets), np.int64)),
                                     d.dst_ip, d.dst_port, d.src_port, d.dst_mac)
+
+    def _heartbeat(self) -> None:
+        """An empty MoldUDP64 packet with the next sequence number: the feed is alive."""
+        self._send_feed(moldudp64.heartbeat(self.config.feed_session, self.feed_seq))
+        self.counts["feed_heartbeats"] += 1
 
     def _send_feed(self, data: bytes, blocks: bool = False) -> None:
         """Send ITCH blocks (``blocks``) or one ready MoldUDP64 datagram to the group."""

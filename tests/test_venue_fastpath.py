@@ -399,7 +399,7 @@ def test_the_fused_loops_thread_sends_the_feeds_heartbeats_with_the_next_sequenc
             venue.start()
             frames = capture_in_namespace(v, 2, lambda: time.sleep(2.5 * FEED_HEARTBEAT_S))
             venue.close()
-    assert len(frames) == 2 and venue._fused.heartbeats >= 2
+    assert len(frames) == 2 and venue.counters()["feed_heartbeats"] >= 2
     for f in frames:
         ip, udp, payload = f[14:34], f[34:42], f[42:]
         assert struct.unpack("!I", ip[16:20])[0] == ip_int(cfg.feed_group)
