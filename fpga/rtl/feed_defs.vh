@@ -9,3 +9,13 @@
 `define RSN_TRUNC   3'd5   // frame shorter than its IPv4 total length or its UDP length
 `define RSN_MSGLEN  3'd6   // message block running past the payload, or a length below 12
 `define RSN_MOLD    3'd7   // MoldUDP64 header short, or block count differs from the header's
+
+// block_lanes (itch_blocks.vh): for each lane q where a block length's second byte may lie
+`define BL_E(q)     (13 * (q) + 0)      // 3 bits: e
+`define BL_DEC(q)   (13 * (q) + 3)
+`define BL_SHORT(q) (13 * (q) + 4)
+`define BL_LANE(q)  (13 * (q) + 5)      // 8 bits: one-hot of e
+`define BL_NEAR(q)  (104 + 8 * (q))     // 8 bits, q = 0..3 (from q = 4 on, never)
+`define BL_NANY(q)  (136 + (q))         // near != 0, q = 0..3
+`define BL_ONE(q)   (140 + (q))         // the count of beats to the end runs out at the next beat
+`define BL_W        148

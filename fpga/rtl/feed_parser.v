@@ -54,11 +54,14 @@ module feed_parser #(
     wire [95:0] e_ts, i_ts, u_ts, m_ts;
     wire [15:0] e_start, i_start, u_start, i_len, u_len;
     wire [31:0] i_dst;
-    wire signed [8:0] e_rel, i_rel1, u_rel1;
-    wire [3:0]  e_rel_ge;
+    wire [2:0]  e_rel;
+    wire signed [8:0] i_rel1, u_rel1;
+    wire [3:0]  e_rel_ge, e_hin0;
+    wire [19:0] e_hit;
     wire [63:0] m_seq;
-    wire [3:0]  m_lo, m_hi;
-    wire        m_ok;
+    wire [2:0]  m_lo;
+    wire        m_any, m_any06, m_ok;
+    wire [`BL_W-1:0] m_lanes;
     wire [15:0] m_count;
 
     eth_rx eth (
@@ -67,13 +70,13 @@ module feed_parser #(
         .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .m_axis_tdata(e_data), .m_axis_tkeep(e_keep), .m_axis_tvalid(e_valid), .m_axis_tready(e_ready),
         .m_axis_tlast(e_last), .m_axis_tuser(e_user), .m_axis_ts(e_ts), .m_axis_start(e_start),
-        .m_axis_rel(e_rel), .m_axis_rel_ge(e_rel_ge));
+        .m_axis_rel(e_rel), .m_axis_rel_ge(e_rel_ge), .m_axis_hit(e_hit), .m_axis_hin0(e_hin0));
 
     ipv4_rx ip (
         .clk(clk), .rst(rst),
         .s_axis_tdata(e_data), .s_axis_tkeep(e_keep), .s_axis_tvalid(e_valid), .s_axis_tready(e_ready),
         .s_axis_tlast(e_last), .s_axis_tuser(e_user), .s_axis_ts(e_ts), .s_axis_start(e_start),
-        .s_axis_rel(e_rel), .s_axis_rel_ge(e_rel_ge),
+        .s_axis_rel(e_rel), .s_axis_rel_ge(e_rel_ge), .s_axis_hit(e_hit), .s_axis_hin0(e_hin0),
         .m_axis_tdata(i_data), .m_axis_tkeep(i_keep), .m_axis_tvalid(i_valid), .m_axis_tready(i_ready),
         .m_axis_tlast(i_last), .m_axis_tuser(i_user), .m_axis_ts(i_ts), .m_axis_start(i_start), .m_axis_rel1(i_rel1),
         .m_axis_len(i_len), .m_axis_dst(i_dst));
@@ -94,7 +97,7 @@ module feed_parser #(
         .s_axis_len(u_len),
         .m_axis_tdata(m_data), .m_axis_tkeep(m_keep), .m_axis_tvalid(m_valid), .m_axis_tready(m_ready),
         .m_axis_tlast(m_last), .m_axis_tuser(m_user), .m_axis_ts(m_ts), .m_axis_seq(m_seq),
-        .m_axis_lo(m_lo), .m_axis_hi(m_hi), .m_axis_ok(m_ok),
+        .m_axis_lo(m_lo), .m_axis_any(m_any), .m_axis_any06(m_any06), .m_axis_ok(m_ok), .m_axis_lanes(m_lanes),
         .m_axis_count(m_count),
         .status_session(status_session), .status_next_seq(status_next_seq), .status_gaps(status_gaps),
         .status_heartbeats(status_heartbeats), .status_end_of_session(status_end_of_session),
@@ -104,6 +107,7 @@ module feed_parser #(
     wire [399:0] r_msg;
     /* verilator lint_off UNUSEDSIGNAL */
     wire [15:0]  r_len;                 // the decoder needs its low six bits (r_fit says the rest)
+    wire [23:0]  r_digits;
     /* verilator lint_on UNUSEDSIGNAL */
     wire [63:0]  r_seq;
     wire [95:0]  r_ts;
@@ -113,11 +117,12 @@ module feed_parser #(
 
     itch_framer framer (
         .clk(clk), .rst(rst),
-        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_lo(m_lo), .s_axis_hi(m_hi), .s_axis_ok(m_ok),
+        .s_axis_tdata(m_data), .s_axis_tkeep(m_keep), .s_axis_lo(m_lo), .s_axis_any(m_any), .s_axis_any06(m_any06), .s_axis_ok(m_ok),
+        .s_axis_lanes(m_lanes),
         .s_axis_tvalid(m_valid), .s_axis_tready(m_ready),
         .s_axis_tlast(m_last), .s_axis_tuser(m_user), .s_axis_ts(m_ts), .s_axis_seq(m_seq),
         .s_axis_count(m_count),
-        .m_rec_valid(r_valid), .m_rec_ready(r_ready), .m_rec_msg(r_msg), .m_rec_len(r_len),
+        .m_rec_valid(r_valid), .m_rec_ready(r_ready), .m_rec_msg(r_msg), .m_rec_len(r_len), .m_rec_digits(r_digits),
         .m_rec_seq(r_seq), .m_rec_ts(r_ts), .m_rec_kind(r_kind), .m_rec_fit(r_fit),
  .pkt_done(pkt_done), .pkt_reason(pkt_reason));
 
@@ -125,7 +130,7 @@ module feed_parser #(
         .clk(clk), .rst(rst),
         .s_rec_valid(r_valid), .s_rec_ready(r_ready), .s_rec_msg(r_msg),
         .s_rec_seq(r_seq), .s_rec_ts(r_ts), .s_rec_kind(r_kind), .s_rec_fit(r_fit),
-        .s_rec_len(r_len[5:0]),
+        .s_rec_len(r_len[5:0]), .s_rec_digits(r_digits),
         .m_axis_tdata(m_axis_tdata), .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready),
         .m_axis_tlast(m_axis_tlast),
         .rejects_unknown_type(rejects_unknown_type), .rejects_length(rejects_length));

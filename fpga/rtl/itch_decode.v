@@ -23,8 +23,9 @@ module itch_decode (
     input  wire [63:0]   s_rec_seq,
     input  wire [95:0]   s_rec_ts,
     input  wire [22:0]   s_rec_kind,      // one-hot: the type among the 23 (itch_types.vh), 0 if unknown
-    input  wire [22:0]   s_rec_fit,       // the message's length is type k's
-    input  wire [5:0]    s_rec_len,       // the message's length, mod 64
+    input  wire [22:0]   s_rec_fit,       // the type is k and the message's length is k's
+    input  wire [5:0]    s_rec_len,       // the message's length, mod 64, ...
+    input  wire [23:0]   s_rec_digits,    // ... its octal digits decoded: {len[2:0] > i, len[5:3] == i, len[5:3] > i}
 
     output reg  [1023:0] m_axis_tdata,
     output reg           m_axis_tvalid,
@@ -48,27 +49,22 @@ module itch_decode (
         for (k = 0; k < `ITCH_TYPES; k = k + 1)
             if (s_rec_kind[k]) s_rec_sel = s_rec_sel | itch_sel(itch_type(k));
     end
-    wire       fits = (s_rec_kind & s_rec_fit) != {`ITCH_TYPES{1'b0}};
+    wire       fits = s_rec_fit != {`ITCH_TYPES{1'b0}};
 
     // A record leaves only if its length is its type's (at most 50), so the type's length
     // is the message's: the length byte and the zeroing past it come from the length's low
     // six bits (a table per byte) rather than from an OR over the 23 types.
     wire [7:0] want = {2'd0, s_rec_len};
 
-    // the message bytes, zero past the length (the framer leaves them as they fell)
-    function below_len(input [5:0] n, input [5:0] c);   // n > c, as a table
-        integer j;
-        begin
-            below_len = 1'b0;
-            for (j = 0; j < 64; j = j + 1)
-                if (n == j[5:0]) below_len = j[5:0] > c;
-        end
-    endfunction
+    // the message bytes, zero past the length (the framer leaves them as they fell): byte b
+    // is kept where len > b, decided from len's two octal digits, decoded and registered by
+    // the framer (synthesis shares a comparison per byte into a ripple of LUTs)
+    wire [7:0] hi_gt = s_rec_digits[7:0], hi_eq = s_rec_digits[15:8], lo_gt = s_rec_digits[23:16];
     reg  [399:0] msg;
     integer b;
     always @* begin
         for (b = 0; b < 50; b = b + 1)
-            msg[8*b +: 8] = below_len(s_rec_len, b[5:0]) ? s_rec_msg[8*b +: 8] : 8'd0;
+            msg[8*b +: 8] = hi_gt[b / 8] || hi_eq[b / 8] && lo_gt[b % 8] ? s_rec_msg[8*b +: 8] : 8'd0;
     end
     `define IF(bit, w, v) ({w{s_rec_sel[bit]}} & (v))
 
@@ -106,7 +102,7 @@ module itch_decode (
             misfit_r <= s_rec_valid && s_rec_ready && known && !fits;
             if (unknown_r) rejects_unknown_type <= rejects_unknown_type + 32'd1;
             if (misfit_r) rejects_length <= rejects_length + 32'd1;
-            if (s_rec_valid && s_rec_ready) m_axis_tvalid <= known && fits;
+            if (s_rec_valid && s_rec_ready) m_axis_tvalid <= fits;
         end
         // the record register loads whenever the stage moves (its valid says whether it
         // counts): the enable of a thousand flip-flops is the ready net alone

@@ -41,7 +41,7 @@ module udp_rx #(
     output reg  signed [8:0] m_axis_rel1,        // ... subtracted from the next beat's lane 0 offset
     output wire [15:0] m_axis_len                // UDP length (header included)
 );
-    reg  [12:0] beat;
+    reg  [3:0]  beat;                   // held at 15
     reg  [7:0]  hdr [0:7];
     reg         done_r;
     reg         judged_r;
@@ -53,27 +53,21 @@ module udp_rx #(
     wire [2:0]  rel = rel_r;
     // which header bytes the next beat holds, decided a beat ahead (from rel_next)
     wire signed [8:0] rel_next = s_axis_rel1;
-    wire        near_next = beat < 13'd15;  // headers lie in the first 128 bytes
+    wire        near_next = beat != 4'd15;  // headers lie in the first 128 bytes
+    // v in (c - 8, c] as bit tests on v's octet and lane (no comparator's carry chain)
+    function in8(input [8:0] v, input [8:0] c);
+        in8 = v[8:3] == c[8:3] && v[2:0] <= c[2:0] || v[8:3] == c[8:3] - 6'd1 && v[2:0] > c[2:0];
+    endfunction
+
     reg  [7:0] hit_r;                 // byte g of the header lies in this beat
     reg         last_hit_r;             // the header's last byte lies in this beat
     wire        end_here = known && !done_r && last_hit_r;
     wire        accept = s_axis_tvalid && s_axis_tready;
 
-    genvar g;
-    generate
-        for (g = 0; g < 8; g = g + 1) begin : capture
-            localparam signed [8:0] G = g;
-            wire [2:0] d = G[2:0] - rel[2:0];      // its lane, when hit_r[g]
-            always @(posedge clk)
-                if (rst) hdr[g] <= 8'd0;        // a defined length before the first header
-                else if (accept && known && hit_r[g]) hdr[g] <= s_axis_tdata[d*8 +: 8];
-            always @(posedge clk)
-                if (accept) hit_r[g] <= near_next && rel_next <= G && rel_next > G - 9'sd8;
-        end
-    endgenerate
-
-    wire [15:0] port   = {hdr[2], hdr[3]};
     wire [15:0] udplen = {hdr[4], hdr[5]};
+    reg         port_hi_ok, port_lo_ok;             // the destination port's bytes match
+    reg         len_hi_gt, len_hi_eq, len_hi_z;     // the UDP length's high byte against the
+    reg         len_lo_gt, len_lo_lt8;              //   IPv4 payload length's, zero; its low byte
 
     // the filter settings, registered here (they change rarely; the comparisons start at
     // flip-flops beside them, not at the ports)
@@ -86,6 +80,54 @@ module udp_rx #(
         group_en_r <= cfg_group_en;
     end
 
+    genvar g, l;
+    generate
+        for (g = 0; g < 8; g = g + 1) begin : capture
+            localparam signed [8:0] G = g;
+            wire [2:0] d = G[2:0] - rel[2:0];      // its lane, when hit_r[g]
+            wire [7:0] b = s_axis_tdata[d*8 +: 8];
+            wire caught = accept && known && hit_r[g];
+            always @(posedge clk)
+                if (rst) hdr[g] <= 8'd0;        // a defined length before the first header
+                else if (caught) hdr[g] <= b;
+            // the verdict's comparisons, byte by byte as the bytes are caught (the port and
+            // the IPv4 payload length are known by then), so the verdict reads flags
+            if (g == 2) begin : port_hi
+                always @(posedge clk) if (caught) port_hi_ok <= b == port_r[15:8];
+            end
+            if (g == 3) begin : port_lo
+                always @(posedge clk) if (caught) port_lo_ok <= b == port_r[7:0];
+            end
+            // (the length's comparisons on every lane, then picked: the lane pick stays off
+            // the comparators' carry chains)
+            if (g == 4) begin : len_hi
+                wire [7:0] gt;
+                for (l = 0; l < 8; l = l + 1) begin : lanes
+                    assign gt[l] = s_axis_tdata[8*l +: 8] > s_axis_len[15:8];
+                end
+                always @(posedge clk)
+                    if (caught) begin
+                        len_hi_gt <= gt[d];
+                        len_hi_eq <= b == s_axis_len[15:8];
+                        len_hi_z <= b == 8'd0;
+                    end
+            end
+            if (g == 5) begin : len_lo
+                wire [7:0] gt;
+                for (l = 0; l < 8; l = l + 1) begin : lanes
+                    assign gt[l] = s_axis_tdata[8*l +: 8] > s_axis_len[7:0];
+                end
+                always @(posedge clk)
+                    if (caught) begin
+                        len_lo_gt <= gt[d];
+                        len_lo_lt8 <= b < 8'd8;
+                    end
+            end
+            always @(posedge clk)
+                if (accept) hit_r[g] <= near_next && in8(rel_next, G);
+        end
+    endgenerate
+
     // each group's match registered on its own (the IPv4 destination is in at least a beat
     // before the UDP header's last byte, so the matches are ready for the verdict)
     reg  [GROUPS-1:0] match_r;
@@ -97,9 +139,9 @@ module udp_rx #(
     wire group_ok = group_en_r == {GROUPS{1'b0}} || (group_en_r & match_r) != {GROUPS{1'b0}};
 
     // the verdict, taken the beat after the header and registered
-    wire [2:0] verdict = udplen < 16'd8 ? `RSN_IPHDR :
-                         udplen > s_axis_len ? `RSN_TRUNC :
-                         port != port_r || !group_ok ? `RSN_FILTER : `RSN_OK;
+    wire [2:0] verdict = len_hi_z && len_lo_lt8 ? `RSN_IPHDR :                 // udplen < 8
+                         len_hi_gt || len_hi_eq && len_lo_gt ? `RSN_TRUNC :     // udplen > s_axis_len
+                         !port_hi_ok || !port_lo_ok || !group_ok ? `RSN_FILTER : `RSN_OK;
     wire [2:0] own = rsn_r == `RSN_OK && s_axis_tlast && !done_r && !end_here ? `RSN_TRUNC : rsn_r;
 
     assign m_axis_tdata  = s_axis_tdata;
@@ -114,7 +156,7 @@ module udp_rx #(
 
     always @(posedge clk) begin
         if (rst) begin
-            beat <= 13'd0;
+            beat <= 4'd0;
             done_r <= 1'b0;
             judged_r <= 1'b0;
             rsn_r <= `RSN_OK;
@@ -124,14 +166,14 @@ module udp_rx #(
             pay_r <= s_axis_start + 16'd8;
             m_axis_rel1 <= s_axis_rel1;         // a beat later, 8 bytes further: the same number
             rel_r <= rel_next[2:0];
-            last_hit_r <= near_next && rel_next <= 9'sd7 && rel_next > -9'sd1;
+            last_hit_r <= near_next && in8(rel_next, 9'd7);
             if (end_here) done_r <= 1'b1;
             if (done_r) judged_r <= 1'b1;
             rsn_r <= own;
             if (done_r && !judged_r && own == `RSN_OK) rsn_r <= verdict;
-            if (beat != 13'h1FFF) beat <= beat + 13'd1;
+            if (beat != 4'd15) beat <= beat + 4'd1;
             if (s_axis_tlast) begin
-                beat <= 13'd0;
+                beat <= 4'd0;
                 done_r <= 1'b0;
                 judged_r <= 1'b0;
                 rsn_r <= `RSN_OK;

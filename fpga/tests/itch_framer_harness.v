@@ -1,8 +1,10 @@
 `timescale 1ns / 1ps
 `default_nettype none
-// Bench harness: itch_framer with the payload lanes [lo, hi) worked out from tkeep here,
-// as mold_rx works them out a beat ahead in the parser, and the record's bytes past its
-// length zeroed here, as itch_decode zeroes them.
+`include "feed_defs.vh"
+// Bench harness: itch_framer with the payload's first lane and the per-lane block-length
+// facts (block_lanes) worked out from the beat here, as mold_rx works them out a stage
+// ahead in the parser, and the record's bytes past its length zeroed here, as itch_decode
+// zeroes them.
 module itch_framer_harness (
     input  wire         clk,
     input  wire         rst,
@@ -32,18 +34,18 @@ module itch_framer_harness (
         end
     endgenerate
 
-    reg [3:0] lo, hi;
+    `include "itch_blocks.vh"
+    reg [2:0] lo;
     integer i;
     always @* begin
-        lo = 4'd0;
-        hi = 4'd0;
-        for (i = 7; i >= 0; i = i - 1) if (s_axis_tkeep[i]) lo = i[3:0];
-        for (i = 0; i < 8; i = i + 1) if (s_axis_tkeep[i]) hi = i[3:0] + 4'd1;
+        lo = 3'd0;
+        for (i = 7; i >= 0; i = i - 1) if (s_axis_tkeep[i]) lo = i[2:0];
     end
 
     itch_framer framer (
         .clk(clk), .rst(rst),
-        .s_axis_tdata(s_axis_tdata), .s_axis_tkeep(s_axis_tkeep), .s_axis_lo(lo), .s_axis_hi(hi), .s_axis_ok(s_axis_tuser == 3'd0),
+        .s_axis_tdata(s_axis_tdata), .s_axis_tkeep(s_axis_tkeep), .s_axis_lo(lo), .s_axis_any(s_axis_tkeep != 8'd0), .s_axis_any06(s_axis_tkeep[6:0] != 7'd0), .s_axis_ok(s_axis_tuser == 3'd0),
+        .s_axis_lanes(block_lanes(s_axis_tdata)),
         .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .s_axis_tuser(s_axis_tuser), .s_axis_ts(s_axis_ts), .s_axis_seq(s_axis_seq),
         .s_axis_count(s_axis_count),
