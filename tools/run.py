@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                    "other CPUs); --demo pins its own")
     p.add_argument("--busy-poll", action="store_true",
                    help="AF_XDP: the venue's loop runs the interface's receive processing itself whenever its ring "
-                        "is empty (SO_PREFER_BUSY_POLL) instead of leaving it to interrupts; off by default, as on a "
-                        "veth it made the light-load tail ten times worse; try it on a zero-copy NIC")
+                        "is empty (SO_PREFER_BUSY_POLL) instead of leaving it to interrupts; off by default: on a veth "
+                        "it gained nothing and made the light-load tail far worse when the other CPU was busy; "
+                        "try it on a zero-copy NIC")
     p.add_argument("--pipeline", choices=("auto", "fused", "python"), default="auto",
                    help="fused: the whole walk in C per burst (engine/fastpath.py); python: the Python-driven "
                         "reference pipeline; auto (default): fused on a port with a C table (AF_XDP)")
@@ -160,9 +161,10 @@ def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None 
     one, else the kernel's as XDP sees the frame) instead of when the venue polls them.
     ``busy_poll``: AF_XDP with SO_PREFER_BUSY_POLL, the venue's loop running the
     interface's receive processing in a syscall whenever its ring is empty. Off by
-    default: on a veth at 1,000 orders/s it put one order in eleven over 10 us (the loop
-    in and out of the kernel) against one in 300 without it, and it gained nothing at
-    10,000/s or at saturation (tools/bench/venue.py, side by side)."""
+    default: on a veth at 1,000 orders/s, with the other CPU busy, it put one order in
+    eleven over 10 us against one in 150 to 300 without it; on a quiet machine the two
+    are alike, and at 10,000/s and at saturation too (tools/bench/venue.py's
+    ``internal_busy_poll_*`` beside ``internal_*``)."""
     if backend == "pcap":
         return PcapReplay(iface, pcap_out or str(Path(iface).with_suffix(".out.pcap")))
     options = {"socket": {"ring": "v2"}, "dpdk": {"dpdk_args": dpdk_args} if dpdk_args else {},

@@ -1,18 +1,30 @@
 """The venue on AF_XDP: internal latency, round trip beside a C echo, throughput.
 
 One veth pair. The venue (engine.venue.Venue on netio.xdp.XdpPort, native mode, the
-fused C pipeline it runs by default there) runs in this process pinned to CPU 0 with the
-garbage collector off and its memory locked (engine.fastpath.lock_memory, what
-``netio-run --cpu N --lock-memory`` does: without it the first touch of each page of the
-venue's tables is a page fault inside some order's walk); its clients run in the
-namespace pinned to CPU 1. Figures:
+fused C pipeline it runs by default there) runs in this process with its memory locked
+and its tables on 2 MB pages (engine.fastpath.lock_memory and huge_pages, what ``netio-run
+--cpu N --lock-memory`` does: without the lock the first touch of each page of the venue's
+tables is a page fault inside some order's walk): the fused loop's thread pinned to CPU 0, the Python thread that collects its
+telemetry on CPU 1 with the garbage collector off (the Python-driven pipeline: on CPU 0);
+its clients run in the namespace pinned to CPU 1. Figures:
 
 - ``internal_ns_*``: the venue's TOTAL stage at light load: the first RX stamp to TX
   submit (the frames' descriptors published on the TX ring), every frame of every burst
-  (engine.telemetry's whole-run histogram). ``tx_completion_ns_*``: the kick after it
-  (in copy mode the sendto() in which the kernel transmits through the veth into the
-  namespace's stack), its own stage. ``stage_p50_ns_*``, ``stage_p99_ns_*``: the p50 and
-  p99 of every stage (where a tail comes from).
+  (engine.telemetry's whole-run histograms, pooled over the repeats: REPEATS x LIGHT_S at
+  LIGHT_RATE is some 30,000 orders, so p99.9 rests on the 30 slowest, not on one run's 3).
+  ``internal_pct_over_10us``: the share of those orders over 10 us (p99.9 <= 10 us means
+  at most 0.1 %). ``tx_completion_ns_*``: the kick after TX submit (in copy mode the
+  sendto() in which the kernel transmits through the veth into the namespace's stack),
+  its own stage. ``stage_p50_ns_*``, ``stage_p99_ns_*``: the p50 and p99 of every stage
+  (where a tail comes from).
+- ``internal_10k_ns_*``: the same at MODERATE_RATE, for latency against load: orders a
+  millisecond apart find the CPU's caches and branch predictors cold (what the machine
+  runs on the CPU between them evicts what the walk warmed), orders 100 us apart mostly
+  warm. Touching the walk's code and data between orders did not bring that back, and
+  running a second venue's walk between orders only a seventh of it (tried).
+- ``internal_busy_poll_*``: light load again with the port busy-polled
+  (``netio-run --busy-poll``), the venue's loop doing the veth's receive processing in a
+  syscall whenever its ring is empty: why that is not the default.
 - ``rtt_us_*``: the C load client (tools/bench/c/ouch_client.c: UDP, open loop from
   intended send times, an Enter Order per datagram, timed to the Accepted that carries
   its token) against the venue at light load; ``c_echo_rtt_us_*``: the same binary on
@@ -39,6 +51,10 @@ namespace pinned to CPU 1. Figures:
   those gaps per second, ``longest_us`` the longest. An order's walk (from the poll, which
   stamps it) meets such a gap with a chance of about ``per_s_over_10us`` times its length:
   at a few hundred a second and 2 us, near the 0.1% a p99.9 under 10 us allows.
+  ``floor_walk_ns_*``, ``floor_walk_pct_over_10us``: that chance measured rather than
+  reckoned: FLOOR_WALK_NS of fixed arithmetic (the p50 goal's length), FLOOR_IDLE_US
+  apart, timed on the venue's CPU for STALL_S each repeat, pooled. Uninterrupted every
+  walk takes the same time; the tail is the machine's alone, the floor under the venue's.
 - ``fused_instructions_per_order`` (``_journaled``): callgrind's count of the fused walk
   (fp_burst) per Enter Order, one order a burst, alternately buying and selling at one
   price as the client does, without and with a journal (the write() itself is the
@@ -61,7 +77,7 @@ import numpy as np
 
 from engine import ouch
 from engine._fastpath import lib as fastpath_lib
-from engine.fastpath import lock_memory, unlock_memory
+from engine.fastpath import huge_pages, lock_memory, unlock_memory
 from engine.venue import Venue
 from netio import iface
 from netio.clock import ClockSync, SystemClock
@@ -72,9 +88,11 @@ from netio.tsc import frequency
 from tools.run import open_venue_port
 
 VENUE_CPU, CLIENT_CPU = 0, "1"
-LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 3.0, 0.5
+LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 10.0, 0.5
+MODERATE_RATE, MODERATE_S = 10_000, 5.0
 REPEATS = 3
 STALL_S, STALL_NS = 2.0, (2_000, 10_000)
+FLOOR_WALK_NS, FLOOR_IDLE_US = 2_000, 50
 SATURATION_RATE, SATURATION_S = 400_000, 2.0
 ORDER_PORT = 15000
 HERE = Path(__file__).resolve().parent
@@ -93,11 +111,14 @@ def _compile(workdir: Path) -> tuple[str, str, str]:
 
 
 class _Pinned:
-    """The body on the venue's CPU without the cyclic garbage collector, then as before."""
+    """The body on ``cpu`` (the venue's) without the cyclic garbage collector, then as before."""
+
+    def __init__(self, cpu: int = VENUE_CPU):
+        self.cpu = cpu
 
     def __enter__(self):
         self.before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {VENUE_CPU})
+        os.sched_setaffinity(0, {self.cpu})
         gc.disable()
 
     def __exit__(self, *exc):
@@ -113,10 +134,14 @@ class Bench:
         self.echo.restype = ctypes.c_int64
         self.echo.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
                               ctypes.c_int64, ctypes.c_int64]
-        self.stalls = ctypes.CDLL(stalls).cpu_stalls
+        stalls_lib = ctypes.CDLL(stalls)
+        self.stalls = stalls_lib.cpu_stalls
         self.stalls.restype = None
         u64 = ctypes.POINTER(ctypes.c_uint64)
         self.stalls.argtypes = [ctypes.c_uint64, u64, ctypes.c_uint32, u64, u64, u64]
+        self.fixed_walks = stalls_lib.fixed_walks
+        self.fixed_walks.restype = ctypes.c_uint64
+        self.fixed_walks.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32, u64]
         # the echo cannot answer ARP: both targets are reached through the same static entry
         v.run(["ip", "neigh", "replace", self.ip, "lladdr", v.host_mac, "dev", v.ns_if, "nud", "permanent"],
               check=True)
@@ -125,12 +150,14 @@ class Bench:
         return self.v.popen(["taskset", "-c", CLIENT_CPU, self.client, self.v.ns_ip, self.ip, str(ORDER_PORT),
                              str(rate), str(seconds), str(WARMUP_S)], stdout=subprocess.PIPE, text=True)
 
-    def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: bool = False) -> dict:
+    def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: bool = False,
+              busy_poll: bool = False) -> dict:
         """One run of the venue against the C client (or tools/loadgen.py): its figures."""
-        port = open_venue_port(self.v.host_if, "xdp", 0)
+        port = open_venue_port(self.v.host_if, "xdp", 0, busy_poll=busy_poll)
         try:
             sync = ClockSync(SystemClock())
             venue = Venue(port, self.ip, self.v.host_mac, clock=sync.model, fused=fused)
+            huge_pages()
             if loadgen:
                 client = self.v.popen(["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "tools.loadgen",
                                        "--venue", self.ip, "--feed-iface", self.v.ns_ip, "--rate", str(rate),
@@ -140,7 +167,9 @@ class Bench:
                 client = self._client(rate, seconds)
             first = last = None
             next_clock = time.monotonic() + 1
-            with _Pinned():
+            # the fused loop on a thread of its own on the venue's CPU, this one beside the client
+            threaded = venue.start(VENUE_CPU)
+            with _Pinned(int(CLIENT_CPU) if threaded else VENUE_CPU):
                 while client.poll() is None:
                     if venue.poll():
                         last = time.monotonic()
@@ -154,11 +183,10 @@ class Bench:
             venue.close()
         finally:
             port.close()
-        result = {"client": json.loads(out), "fused": venue.fused,
-                  "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0,
-                  "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
-                             for tag, h in stages.items()}}
-        return result
+        return {"client": json.loads(out), "fused": venue.fused, "total": stages["TOTAL"],
+                "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0,
+                "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
+                           for tag, h in stages.items()}}
 
     def cpu_stalls(self, seconds: float) -> dict:
         """tools/bench/c/cpu_stalls.c on the venue's CPU: per STALL_NS threshold T, the
@@ -177,6 +205,19 @@ class Bench:
         out["longest_us"] = longest.value / hz * 1e6
         return out
 
+    def floor_walks(self, seconds: float) -> np.ndarray:
+        """tools/bench/c/cpu_stalls.c's fixed walks of FLOOR_WALK_NS on the venue's CPU,
+        FLOOR_IDLE_US apart, for about ``seconds``: each walk's ns."""
+        hz = frequency().hz
+        probe = np.zeros(200, np.uint64)
+        with _Pinned():
+            # the steps for FLOOR_WALK_NS from the fastest of a few short walks (uninterrupted)
+            self.fixed_walks(1000, 0, len(probe), _u64(probe))
+            steps = round(FLOOR_WALK_NS * hz / 1e9 / (probe.min() / 1000))
+            took = np.zeros(int(seconds / (FLOOR_IDLE_US + FLOOR_WALK_NS / 1000) * 1e6), np.uint64)
+            self.fixed_walks(steps, round(FLOOR_IDLE_US * hz / 1e6), len(took), _u64(took))
+        return took * (1e9 / hz)
+
     def echo_run(self, rate: float, seconds: float) -> dict:
         """The same client against the C echo on netio's AF_XDP port."""
         with _Pinned(), open_venue_port(self.v.host_if, "xdp", 0) as port:
@@ -186,6 +227,10 @@ class Bench:
                       int((seconds + WARMUP_S + 10) * 1e9))
             out, _ = client.communicate(timeout=30)
         return json.loads(out)
+
+
+def _u64(array: np.ndarray):
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))
 
 
 class _InboxPort:
@@ -255,6 +300,12 @@ def _instructions_per_order(workdir: Path, journal: bool) -> float:
     return int(totals.group(1)) / WALK_ORDERS
 
 
+def _pct_over(hist, ns: int) -> float:
+    """The share of a histogram's values over ``ns``, in percent."""
+    over = sum(i.count_at_value_iterated_to for i in hist.get_recorded_iterator() if i.value_iterated_to > ns)
+    return round(100 * over / hist.total_count, 3)
+
+
 def _median(values) -> float:
     return float(np.median(np.asarray(list(values), float)))
 
@@ -279,11 +330,14 @@ def _timed() -> dict:
         iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
         iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
         bench = Bench(v, *_compile(Path(tmp)))
-        venue_runs, echo_runs, stalls = [], [], []
+        venue_runs, echo_runs, stalls, floor = [], [], [], []
         for _ in range(REPEATS):
             stalls.append(bench.cpu_stalls(STALL_S))
+            floor.append(bench.floor_walks(STALL_S))
             venue_runs.append(bench.venue(LIGHT_RATE, LIGHT_S))
             echo_runs.append(bench.echo_run(LIGHT_RATE, LIGHT_S))
+        moderate = bench.venue(MODERATE_RATE, MODERATE_S)
+        busy = bench.venue(LIGHT_RATE, MODERATE_S, busy_poll=True)
         python = bench.venue(LIGHT_RATE, LIGHT_S, fused=False)
         saturated = bench.venue(SATURATION_RATE, SATURATION_S)
         loadgen = bench.venue(LIGHT_RATE, LIGHT_S, loadgen=True)
@@ -294,8 +348,22 @@ def _timed() -> dict:
     out = {"light_rate_per_s": LIGHT_RATE, "repeats": REPEATS}
     for key in stalls[0]:
         out[f"cpu_stall_{key}"] = round(_median(s[key] for s in stalls), 3)
-    for p, _ in PERCENTILES:
-        out[f"internal_ns_{p}"] = round(_median(r["stages"]["TOTAL"][p] for r in venue_runs))
+    floor_ns = np.concatenate(floor)
+    for p, q in PERCENTILES:
+        out[f"floor_walk_ns_{p}"] = round(float(np.percentile(floor_ns, q)))
+    out["floor_walk_pct_over_10us"] = round(100 * float(np.mean(floor_ns > 10_000)), 3)
+    total = venue_runs[0]["total"]
+    for r in venue_runs[1:]:
+        total.add(r["total"])
+    for p, q in PERCENTILES:
+        out[f"internal_ns_{p}"] = total.get_value_at_percentile(q)
+    out["internal_orders"] = total.total_count
+    out["internal_pct_over_10us"] = _pct_over(total, 10_000)
+    for p, q in PERCENTILES:
+        out[f"internal_10k_ns_{p}"] = moderate["total"].get_value_at_percentile(q)
+    for p, q in PERCENTILES:
+        out[f"internal_busy_poll_ns_{p}"] = busy["total"].get_value_at_percentile(q)
+    out["internal_busy_poll_pct_over_10us"] = _pct_over(busy["total"], 10_000)
     for p, _ in PERCENTILES:
         out[f"tx_completion_ns_{p}"] = round(_median(r["stages"]["TxCompletion"][p] for r in venue_runs))
     for p in ("p50", "p99"):

@@ -30,3 +30,23 @@ void cpu_stalls(uint64_t cycles, const uint64_t *threshold, uint32_t n, uint64_t
         prev = now;
     }
 }
+
+/* The same CPU seen by a walk of fixed work: n times, idle for `idle` cycles (orders at
+ * light load arrive apart), then run `steps` dependent multiply-adds, which take the same
+ * time whenever nothing interrupts them; took[i] gets the cycles chain i took. Their
+ * tail is what the machine alone adds to a walk of that length: the floor under the
+ * venue's own tail on this CPU. Returns the chains' result, so none is optimised away. */
+uint64_t fixed_walks(uint64_t steps, uint64_t idle, uint32_t n, uint64_t *took)
+{
+    uint64_t x = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t start = __rdtsc();
+        while (__rdtsc() - start < idle)
+            ;
+        start = __rdtsc();
+        for (uint64_t s = 0; s < steps; s++)
+            x = x * 6364136223846793005ull + s;
+        took[i] = __rdtsc() - start;
+    }
+    return x;
+}
