@@ -374,7 +374,8 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
 def test_sigterm_mid_demo_leaves_no_namespace_veth_or_xdp_program_and_a_journal_that_replays(tmp_path):
     from netio.netns import leftovers
     demo = subprocess.Popen([sys.executable, "-m", "tools.run", "--demo", "--duration", "30", "--rate", "2000",
-                             "--journal", str(tmp_path / "demo.jnl"), "--final-state", str(tmp_path / "final.json")],
+                             "--journal", str(tmp_path / "demo.jnl"), "--final-state", str(tmp_path / "final.json"),
+                             "--logs", str(tmp_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 30
@@ -396,6 +397,7 @@ def test_sigterm_mid_demo_leaves_no_namespace_veth_or_xdp_program_and_a_journal_
     journal.replay(tmp_path / "demo.jnl", Matcher(book).run, COMMAND_DTYPE)
     assert book.state_hash() == final["book_hash"]
     assert "per-stage latency breakdown" in out
+    assert (tmp_path / "venue.hlog").stat().st_size > 0 and (tmp_path / "loadgen.hlog").exists()
 
 
 def test_the_example_venue_toml_loads_and_states_the_house_defaults():

@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--final-state", help="write the final counters and book hash here as JSON")
     p.add_argument("--demo", action="store_true", help="venue and load generator on a veth pair, then the breakdown")
     p.add_argument("--rate", type=float, default=2000, help="--demo: orders per second (default %(default)s)")
+    p.add_argument("--logs", help="--demo: keep venue.hlog and loadgen.hlog in this directory (default: a new one "
+                   "under the temporary directory, named at the end)")
     p.add_argument("-q", "--quiet", action="store_true", help="no status line")
     p.add_argument("--rx-stamps", choices=("poll", "xdp"), default="poll",
                    help="where latency starts on AF_XDP: poll (default), the TSC when the venue takes a burst; "
@@ -96,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-poll", action="store_true",
                    help="AF_XDP: the venue's loop runs the interface's receive processing itself whenever its ring "
                         "is empty (SO_PREFER_BUSY_POLL) instead of leaving it to interrupts; off by default: on a veth "
-                        "it gained nothing and made the light-load tail far worse when the other CPU was busy; "
-                        "try it on a zero-copy NIC")
+                        "the client's send already runs that processing on the client's CPU, and polling for it "
+                        "made the light-load tail worse; try it on a NIC whose interrupts land on the venue's CPU")
     p.add_argument("--pipeline", choices=("auto", "fused", "python"), default="auto",
                    help="fused: the whole walk in C per burst (engine/fastpath.py); python: the Python-driven "
                         "reference pipeline; auto (default): fused on a port with a C table (AF_XDP)")
@@ -161,9 +163,11 @@ def open_venue_port(iface: str, backend: str, queue: int, dpdk_args: str | None 
     one, else the kernel's as XDP sees the frame) instead of when the venue polls them.
     ``busy_poll``: AF_XDP with SO_PREFER_BUSY_POLL, the venue's loop running the
     interface's receive processing in a syscall whenever its ring is empty. Off by
-    default: on a veth at 1,000 orders/s, with the other CPU busy, it put one order in
-    eleven over 10 us against one in 150 to 300 without it; on a quiet machine the two
-    are alike, and at 10,000/s and at saturation too (tools/bench/venue.py's
+    default: on a veth the sender's transmit already schedules that processing on the
+    sender's CPU, and the venue polling for it contends for the same NAPI. In five
+    interleaved pairs of 10 s runs at 1,000 orders/s on a quiet machine, busy polling put
+    a median 2.2 % of orders over 10 us against 0.28 % without it (worse in four pairs of
+    five); single runs have gone either way (tools/bench/venue.py's
     ``internal_busy_poll_*`` beside ``internal_*``)."""
     if backend == "pcap":
         return PcapReplay(iface, pcap_out or str(Path(iface).with_suffix(".out.pcap")))
@@ -345,7 +349,8 @@ def run_demo(args) -> int:
     from netio import iface
     from netio.netns import VethNamespace
     duration = args.duration or 10.0
-    out = Path(tempfile.mkdtemp(prefix="netio-demo-"))
+    out = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="netio-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
     venue_hlog, lg_hlog = out / "venue.hlog", out / "loadgen.hlog"
     with VethNamespace("demo") as v:
         # no GRO where the load generator receives: it holds each reply for tens of microseconds

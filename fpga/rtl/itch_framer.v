@@ -195,10 +195,12 @@ module itch_framer (
             end
         end
     endgenerate
-    // s0_r fans out to 400 eight-way muxes: a copy for each four bytes of the record (and
-    // one for the type byte), kept apart so that each drives a hundred mux inputs
-    // (loaded where a block is due to end, eoh_r, rather than where it does: if it does not,
-    // the packet's walk is over)
+    // The start lane drives 400 eight-way muxes and the type pick. yosys merges these copies
+    // (one per four bytes of the record) into one register, so the muxes get a copy of their
+    // own and s0_r keeps the type pick; thirteen real copies (keep on their processes) cost
+    // more LUTs and Fmax than they saved, and one register for all lost too (fpga/README.md,
+    // round four). Loaded where a block is due to end, eoh_r, rather than where it does: if
+    // it does not, the packet's walk is over.
     wire        s0_load = accept && (eoh_any || adv && fresh_r);
     wire [2:0]  s0_next = eoh_any ? e_r + 3'd1 : lo;
     wire [8*N-17:0] rec;                // message byte m: block byte m + 2 (past the length)

@@ -1,5 +1,7 @@
 """FPGA feed parser: cycle latency and sustained input rate in simulation (Icarus, cocotb),
-resources and Fmax on an ECP5 (yosys synth_ecp5, nextpnr-ecp5 out of context).
+resources and Fmax on an ECP5 (yosys synth_ecp5, nextpnr-ecp5 out of context): the best
+placement over fpga/synth.py's seeds (``fmax_mhz_ecp5``, the one a build would ship) and
+their mean and minimum (the margin: what a change to the RTL is judged by).
 
 Two feeds, each checked record for record against the software reference before any
 figure is taken: the worst case (12-byte messages back to back in full 1472-byte payloads,
@@ -57,9 +59,13 @@ def run() -> dict:
         "ffs": figures["ffs"],
         "brams": figures["brams"],
         "fmax_mhz_ecp5": figures["fmax_mhz_ecp5"],
+        "fmax_seed": figures["fmax_seed"],
+        "fmax_mhz_ecp5_mean": figures["fmax_mhz_ecp5_mean"],
+        "fmax_mhz_ecp5_min": figures["fmax_mhz_ecp5_min"],
         "critical_path_ns": figures["critical_path_ns"],
         "critical_path_from": figures["critical_path_from"],
         "critical_path_to": figures["critical_path_to"],
         "target_mhz": figures["target_mhz"],
         "device": figures["device"],
+        **{k: v for k, v in figures.items() if k.startswith("fmax_mhz_ecp5_seed_")},
     }
