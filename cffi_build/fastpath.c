@@ -92,6 +92,13 @@ struct priv {
      * zeroed per datagram); its per-type counts [256] just run on */
     uint32_t scan_stats[OUCH_STAT_SIZE];
     uint32_t max_burst;
+    /* left for fp_settle: the last burst's events for risk to settle from, and its feed
+     * stream for the re-request server's store (feed_len bytes in itch, messages from
+     * sequence number feed_first on) */
+    uint32_t unsettled_events;
+    int unsettled;
+    size_t feed_len;
+    uint64_t feed_first;
 };
 
 /* Room for `bytes` in g; what is new is zeroed (token 0 reads as no token, as in numpy). */
@@ -537,11 +544,51 @@ static int feed(struct fp_venue *v, struct priv *p, const struct event *ev, uint
     uint64_t count = 0;
     for (int64_t i = 0; i < np; i++)
         count += ((uint16_t *)p->mold_count.p)[i];
+    p->feed_len = v->recovery ? len : 0;
+    p->feed_first = v->feed_seq;
     v->feed_seq += count;
     v->counts[FP_FEED_MESSAGES] += count;
     static const uint8_t no_mac[6];
     return add_frames(v, p, p->mold.p, p->mold_off.p, p->mold_len.p, (uint32_t)np, no_mac, 0, &v->feed_ip,
                       &v->feed_port, &v->feed_port);
+}
+
+/* The burst's requests to the re-request server, each answered from the feed's store
+ * with one packet to its sender ahead of the venue's frames, taken out of dg (venue.py:
+ * _answer_requests). p->mold and the dgram_* columns are free until feed() and
+ * reply_datagrams() fill them. */
+static int answer_requests(struct fp_venue *v, struct priv *p, const uint8_t *buf, uint32_t *n_dg)
+{
+    uint32_t kept = 0, k = 0, room = v->feed_max_payload;
+    for (uint32_t d = 0; d < *n_dg; d++) {
+        const struct stk_datagram *g = &p->dg[d];
+        if (g->dst_port != v->recovery_port) {
+            if (kept != d)
+                p->dg[kept] = *g;
+            kept++;
+            continue;
+        }
+        if (need(&p->mold, (size_t)(k + 1) * room) || need(&p->dgram_off, (k + 1) * 8) ||
+            need(&p->dgram_len, (k + 1) * 4) || need(&p->dgram_ip, (k + 1) * 4) ||
+            need(&p->dgram_port, (k + 1) * 2) || need(&p->dgram_mac, (k + 1) * 6))
+            return -1;
+        int verdict;
+        uint32_t sent, len = mold_store_answer(v->recovery, v->feed_session, buf + g->offset, g->length, room,
+                                               (uint8_t *)p->mold.p + (size_t)k * room, &verdict, &sent);
+        v->counts[FP_REQUESTS + verdict]++;
+        v->counts[FP_RETRANSMITTED] += sent;
+        if (!len)
+            continue;
+        ((int64_t *)p->dgram_off.p)[k] = (int64_t)k * room;
+        ((uint32_t *)p->dgram_len.p)[k] = len;
+        ((uint32_t *)p->dgram_ip.p)[k] = g->src_ip;
+        ((uint16_t *)p->dgram_port.p)[k] = g->src_port;
+        memcpy((uint8_t *)p->dgram_mac.p + 6 * (size_t)k, g->src_mac, 6);
+        k++;
+    }
+    *n_dg = kept;
+    return k ? add_frames(v, p, p->mold.p, p->dgram_off.p, p->dgram_len.p, k, p->dgram_mac.p, 1, p->dgram_ip.p,
+                          p->dgram_port.p, &v->recovery_port) : 0;
 }
 
 /* n payloads of size bytes as sealed journal records from *seq on, in one write(). */
@@ -576,11 +623,24 @@ static int journal(struct fp_venue *v, struct priv *p, int fd, uint64_t *seq, co
     return 0;
 }
 
+void fp_settle(struct fp_venue *v)
+{
+    struct priv *p = v->priv;
+    if (p->unsettled)
+        risk_apply(v->risk_state, p->cmds.p, p->holds.p, p->events.p, p->unsettled_events);
+    if (p->feed_len)
+        mold_store_add(v->recovery, p->feed_first, p->itch.p, p->feed_len);
+    p->unsettled = 0;
+    p->feed_len = 0;
+}
+
 int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, const uint32_t *len,
                  uint32_t n, uint64_t now_ns, uint64_t *stamps)
 {
     struct priv *p = v->priv;
     stamps[FP_POLL] = __rdtsc();
+    if (p->unsettled || p->feed_len)     /* the caller did not settle the last burst */
+        fp_settle(v);
     v->n_out = 0;
     v->n_replies = 0;
     if (n > p->max_burst || ensure_clients(v, p))
@@ -589,6 +649,8 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     uint32_t n_dg = stk_process(v->stack_cfg, v->bound, buf, off, len, n, p->verdict, p->dg, v->reply_buf,
                                 (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
                                 p->max_burst + STK_MAX_GROUPS, &v->n_replies, v->stack_counts);
+    if (v->recovery && n_dg && answer_requests(v, p, buf, &n_dg))
+        return -1;
     int64_t nc = n_dg ? parse(v, p, buf, n_dg, now_ns) : 0;
     stamps[FP_PARSED] = __rdtsc();
     if (nc <= 0)
@@ -639,7 +701,8 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
             return -1;
     }
     const struct event *ev = p->events.p;
-    risk_apply(v->risk_state, cmds, p->holds.p, ev, n_ev);
+    p->unsettled = 1;               /* risk settles from the events in fp_settle */
+    p->unsettled_events = n_ev;
     stamps[FP_MATCHED] = __rdtsc();
 
     v->counts[FP_COMMANDS] += nk;
@@ -720,16 +783,17 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         }
         int64_t nc = fp_burst(v, umem, off, len, n, now_ns, hops);
         if (nc < 0) {               /* nothing of an unjournaled burst is sent */
+            fp_settle(v);
             api->release(x, off, n);
             return nc;
         }
         submit(v, api, x, v->reply_buf, (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
                v->n_replies);
-        if (nc)
-            submit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+        submit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
         hops[FP_TX_SUBMITTED] = __rdtsc();
         api->tx_kick(x);
         hops[FP_TX_COMPLETED] = __rdtsc();
+        fp_settle(v);
         api->release(x, off, n);
         if (!nc)
             continue;

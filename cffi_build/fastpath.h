@@ -1,8 +1,11 @@
 /* Declarations shared by fastpath.c and its cffi build script (cffi_build/fastpath_build.py).
  *
- * The venue's whole walk for one received burst in one C call: stack -> OUCH -> clients
- * and tokens -> command fields -> risk check -> matching -> risk settle -> OUCH replies
- * and ITCH/MoldUDP64 -> UDP frames (-> AF_XDP TX in fp_poll). It calls the same C
+ * The venue's whole walk for one received burst in one C call: stack -> MoldUDP64
+ * re-requests answered from the feed's store -> OUCH -> clients and tokens -> command
+ * fields -> risk check -> matching -> OUCH replies and ITCH/MoldUDP64 -> UDP frames (->
+ * AF_XDP TX in fp_poll), then, once they are sent (fp_settle), risk settles and the feed's
+ * messages go into the store: nothing the replies do not need waits in front of them. It
+ * calls the same C
  * functions engine/venue.py calls one by one, in the same order, so its frames are those
  * of the Python pipeline byte for byte (tests/test_venue_fastpath.py). Clients and
  * tokens live in C tables here. With a journal (jnl_fd >= 0) each burst's new clients and
@@ -17,7 +20,9 @@ enum {                              /* slots of fp_venue.counts */
     FP_FEED_MESSAGES, FP_TX_FRAMES, FP_TX_RING_FULL,
     FP_DROP_SOUP_CONTROL, FP_DROP_UNSUPPORTED, FP_DROP_TOO_MANY_CLIENTS,
     FP_DROP_OUCH_REJECT,            /* + OUCH_R_* (5 slots) */
-    FP_N_COUNTS = FP_DROP_OUCH_REJECT + 5
+    FP_RETRANSMITTED = FP_DROP_OUCH_REJECT + 5,    /* feed messages sent again on request */
+    FP_REQUESTS,                    /* + MOLD_Q_* (4 slots): re-requests by verdict */
+    FP_N_COUNTS = FP_REQUESTS + 4
 };
 
 /* TSC hops of a burst (engine.telemetry.HOPS): fp_burst stamps the first six, fp_poll the
@@ -57,6 +62,10 @@ struct fp_venue {
     uint32_t feed_ip, feed_max_payload, reply_payload;
     uint8_t feed_session[10];
     uint64_t feed_seq;              /* next MoldUDP64 sequence number */
+    /* the re-request server (engine.recovery): its struct mold_store, which the feed's
+     * messages are added to, and its UDP port; NULL: none */
+    void *recovery;
+    uint16_t recovery_port;
     /* fp_poll's command timestamps: this struct netio_clock (tsc_clock.h, a CLOCK_REALTIME
      * model) applied to the poll's TSC reading; NULL: clock_gettime(CLOCK_REALTIME) */
     const void *clock;
@@ -90,6 +99,12 @@ void fp_free(struct fp_venue *v);
  * FP_ERR_MEMORY, or FP_ERR_JOURNAL (jnl_errno says why; send nothing). */
 int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, const uint32_t *len,
                  uint32_t n, uint64_t now_ns, uint64_t *stamps);
+
+/* What the last fp_burst's frames do not wait for, to do once they are sent and before
+ * the next burst: risk settles from its events, and its feed messages go into the
+ * re-request server's store. fp_poll calls it after the kick; fp_burst calls it first
+ * when the caller has not. */
+void fp_settle(struct fp_venue *v);
 
 /* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each

@@ -129,3 +129,84 @@ int64_t mold_pack(const uint8_t *session, uint64_t first_seq, const uint8_t *str
     }
     return np;
 }
+
+/* ---- the re-request server's store (see moldudp64.h) --------------------------------- */
+
+static void ring_put(struct mold_store *s, uint64_t pos, const uint8_t *src, size_t n)
+{
+    size_t at = pos & s->bytes_mask, first = s->bytes_mask + 1 - at;
+    memcpy(s->bytes + at, src, n < first ? n : first);
+    if (n > first)
+        memcpy(s->bytes, src + first, n - first);
+}
+
+static void ring_get(const struct mold_store *s, uint64_t pos, uint8_t *dst, size_t n)
+{
+    size_t at = pos & s->bytes_mask, first = s->bytes_mask + 1 - at;
+    memcpy(dst, s->bytes + at, n < first ? n : first);
+    if (n > first)
+        memcpy(dst + first, s->bytes, n - first);
+}
+
+static uint16_t ring_be16(const struct mold_store *s, uint64_t pos)
+{
+    return (uint16_t)(s->bytes[pos & s->bytes_mask] << 8 | s->bytes[(pos + 1) & s->bytes_mask]);
+}
+
+void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *stream, size_t len)
+{
+    if (first_seq != s->next)
+        s->first = s->next = first_seq;
+    size_t pos = 0, cap = s->bytes_mask + 1;
+    while (pos < len && len - pos > cap) {  /* only the newest blocks fit the ring */
+        pos += 2 + (size_t)be16(stream + pos);
+        s->first = ++s->next;
+    }
+    if (pos >= len)
+        return;
+    ring_put(s, s->end, stream + pos, len - pos);
+    for (size_t b = pos; b + 2 <= len; b += 2 + (size_t)be16(stream + b))
+        s->start[s->next++ & s->seq_mask] = s->end + (b - pos);
+    s->end += len - pos;
+    if (s->next - s->first > s->seq_mask + 1)
+        s->first = s->next - (s->seq_mask + 1);
+    while (s->end - s->start[s->first & s->seq_mask] > cap)
+        s->first++;
+}
+
+uint32_t mold_store_answer(const struct mold_store *s, const uint8_t *session, const uint8_t *req,
+                           uint32_t req_len, uint32_t max_payload, uint8_t *out, int *verdict,
+                           uint32_t *messages)
+{
+    *messages = 0;
+    uint64_t seq = req_len == HEADER ? be64(req + 10) : 0;
+    uint32_t count = req_len == HEADER ? be16(req + 18) : 0;
+    if (!count || count == END_OF_SESSION) {
+        *verdict = MOLD_Q_MALFORMED;
+        return 0;
+    }
+    if (memcmp(req, session, 10)) {
+        *verdict = MOLD_Q_WRONG_SESSION;
+        return 0;
+    }
+    if (seq < s->first || seq >= s->next) {
+        *verdict = MOLD_Q_NOT_HELD;
+        return 0;
+    }
+    uint32_t o = HEADER, n = 0;
+    for (uint64_t q = seq; q < s->next && n < count; q++, n++) {
+        uint64_t pos = s->start[q & s->seq_mask];
+        size_t block = 2 + (size_t)ring_be16(s, pos);
+        if (o + block > max_payload)
+            break;
+        ring_get(s, pos, out + o, block);
+        o += (uint32_t)block;
+    }
+    memcpy(out, session, 10);
+    put_be64(out + 10, seq);
+    out[18] = (uint8_t)(n >> 8);
+    out[19] = (uint8_t)n;
+    *verdict = MOLD_Q_ANSWERED;
+    *messages = n;
+    return o;
+}

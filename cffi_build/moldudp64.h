@@ -36,3 +36,32 @@ uint32_t mold_scan(const uint8_t *buf, const int64_t *off, const uint32_t *len, 
 int64_t mold_pack(const uint8_t *session, uint64_t first_seq, const uint8_t *stream, size_t len,
                   uint32_t max_payload, uint8_t *out, int64_t *pkt_off, uint32_t *pkt_len,
                   uint64_t *pkt_seq, uint16_t *pkt_count, int *error, uint64_t *error_index);
+
+/* The feed's latest messages, for its re-request server: their blocks as sent (2-byte
+ * big-endian length + message) in a ring of bytes, and where each block starts by
+ * sequence number. Positions count every byte ever added; both capacities are powers of
+ * two, and the oldest messages make room for new ones. The arrays are the caller's. */
+struct mold_store {
+    uint8_t *bytes;                 /* [bytes_mask + 1] */
+    uint64_t *start;                /* [seq_mask + 1]: position of message seq's block */
+    uint64_t bytes_mask, seq_mask;
+    uint64_t first, next;           /* messages first .. next - 1 are held */
+    uint64_t end;                   /* position after the newest block */
+};
+
+/* Hold a block stream (len bytes, whole blocks, as mold_pack takes it) of messages
+ * numbered from first_seq. A stream that does not follow the newest message held
+ * restarts the store there. */
+void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *stream, size_t len);
+
+/* What became of a request (engine.recovery.Verdict, in this order). */
+enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD };
+
+/* Answer a request packet (req_len bytes: session, sequence, count) for session: one
+ * downstream packet into out, of at most max_payload bytes, with the requested messages
+ * the store holds from the requested sequence number on, as many whole ones as fit.
+ * Returns its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*) and
+ * *messages how many went. */
+uint32_t mold_store_answer(const struct mold_store *s, const uint8_t *session, const uint8_t *req,
+                           uint32_t req_len, uint32_t max_payload, uint8_t *out, int *verdict,
+                           uint32_t *messages);

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine._fastpath import ffi, lib
 from engine.journal import FlushPolicy
+from engine.recovery import VERDICTS
 from netio.clock import CLOCK_DTYPE
 from netio.port import Burst
 from netio.stack import ip_int
@@ -95,6 +96,7 @@ class FusedPath:
         self.venue = venue
         self._drops = dict(_DROPS)
         self._drops.update({lib.FP_DROP_OUCH_REJECT + i: r.value for i, r in enumerate(Reject)})
+        self._drops.update({lib.FP_REQUESTS + i: verdict.value for i, verdict in enumerate(VERDICTS) if i})
         v = ffi.gc(lib.fp_new(MAX_BURST), lib.fp_free)
         if v == ffi.NULL:
             raise MemoryError("fp_new")
@@ -124,6 +126,8 @@ class FusedPath:
         v.feed_ip, v.feed_max_payload, v.reply_payload = ip_int(cfg.feed_group), cfg.feed_max_payload, reply_payload
         v.feed_session = list(cfg.feed_session.encode().ljust(10))
         v.feed_seq = venue.feed_seq
+        if venue.recovery is not None:
+            v.recovery, v.recovery_port = ffi.cast("void *", venue.recovery.address), cfg.recovery_port
         self._counts = ffi.cast("int64_t[%d]" % lib.FP_N_COUNTS, ffi.addressof(v, "counts"))
         self._rejects = ffi.cast("int64_t[256]", ffi.addressof(v, "rejects"))
         self._journals = ()
@@ -219,6 +223,7 @@ class FusedPath:
                           ffi.from_buffer("int64_t[]", np.ascontiguousarray(burst.offsets, np.int64)),
                           ffi.from_buffer("uint32_t[]", np.ascontiguousarray(burst.lengths, np.uint32)),
                           n, now_ns, self._hops)
+        lib.fp_settle(v)            # sent or not, the book has the burst's matches: risk follows them
         self._done(nc)
         stamps[:lib.FP_JOURNALED + 1] = ffi.unpack(self._hops, lib.FP_JOURNALED + 1)
         out = []
@@ -226,7 +231,7 @@ class FusedPath:
             k = v.n_replies
             out.append(Burst(self._reply_buf, _array(v.reply_off, k, np.int64), _array(v.reply_len, k, np.uint32),
                              np.zeros(k, np.int64)))
-        if nc and v.n_out:
+        if v.n_out:
             k = v.n_out
             off, length = _array(v.out_off, k, np.int64), _array(v.out_len, k, np.uint32)
             size = int(off[-1] + length[-1])
@@ -294,6 +299,8 @@ class FusedPath:
         """(venue counts, message drops by reason, rejects by RejectReason code) so far."""
         c = ffi.unpack(self._counts, lib.FP_N_COUNTS)
         counts = {name: c[i] for i, name in enumerate(_COUNTS) if c[i]}
+        counts.update({name: k for name, k in (("retransmit_requests", c[lib.FP_REQUESTS]),
+                                               ("retransmitted_messages", c[lib.FP_RETRANSMITTED])) if k})
         # the loop's thread: its heartbeats, and stamps the full ring dropped (never the bursts)
         counts.update({name: k for name, k in (("feed_heartbeats", self.heartbeats),
                                                ("telemetry_stamps_lost", self.stamps_lost)) if k})

@@ -144,7 +144,7 @@ class FeedHandler:
     def process_packets(self, packets: list[bytes]) -> int:
         """``process`` for a list of datagrams (tests, files)."""
         lengths = np.array([len(p) for p in packets], np.uint32)
-        offsets = np.concatenate(([0], np.cumsum(lengths[:-1], dtype=np.int64))).astype(np.int64)
+        offsets = np.cumsum(lengths, dtype=np.int64) - lengths
         return self.process(np.frombuffer(b"".join(packets), np.uint8), offsets, lengths)
 
     def _sequence(self, mold: moldudp64.Decoded, ours: np.ndarray) -> int:

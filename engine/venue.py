@@ -13,7 +13,9 @@ and ITCH messages); Python hands arrays from one to the next. ``impl="numpy"`` r
 venue.c's two steps as vectorised numpy instead: the reference the C is tested against.
 What a burst does, in order (telemetry's TSC hops in brackets):
 
-1. ``rx_burst`` [poll] → ``Stack.process``: ARP/ICMP answered, datagrams to the order port kept.
+1. ``rx_burst`` [poll] → ``Stack.process``: ARP/ICMP answered, datagrams to the order port kept;
+   MoldUDP64 requests to the recovery port answered from the feed's latest messages
+   (engine.recovery), unicast to the asker.
 2. The datagrams' payloads, back to back, are split into OUCH messages in one call; a
    message belongs to the datagram its bytes lie in, and its client is the datagram's
    source IP:port (``client id`` 1.. in order of first appearance). An Enter whose Firm
@@ -40,7 +42,9 @@ thread of its own that ``start(cpu)`` (or the first ``poll``) starts and ``close
 positions). This Python-driven pipeline is its reference and
 runs on every other port or with ``fused=False``, one burst per ``poll``. The fused loop
 stamps TX submit (descriptors on the ring) and TX completion (after the kick) apart;
-``tx_burst`` here does both in one call.
+``tx_burst`` here does both in one call. It also leaves what the frames do not need (risk
+settling from the events, the feed's messages into the re-request server's store) until
+they are sent, so its Matching stage is the matching core alone.
 
 Restart: a venue opened on an existing journal replays it into the books and risk, and
 its feed carries on in the same MoldUDP64 session with the next sequence number (the
@@ -53,10 +57,13 @@ the same IP:port cancels and replaces its old orders by their tokens.
 Accounting: frames the port dropped (ring full, ...) are in ``port_drops``; frames
 received = the stack's delivered + replied + dropped (by reason);
 OUCH messages = commands + dropped messages (by reason); commands = accepted (and their
-later fills/cancels) + rejected (by reason). ``counters()`` holds all of it.
+later fills/cancels) + rejected (by reason); requests to the recovery port =
+``retransmit_requests`` answered + requests dropped (by reason, with the messages' drops).
+``counters()`` holds all of it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -70,12 +77,13 @@ from engine.commands import (COMMAND_DTYPE, OUCH_CANCEL_CODE, OUCH_REJECT_CODE, 
                              RejectReason, Side, Tif)
 from engine.journal import FlushPolicy, Journal
 from engine.matching import Matcher
+from engine.recovery import Retransmissions
 from engine.risk import Limits, RefMode, RiskEngine
 from engine.telemetry import HOPS, TX_SUBMITTED
 from engine.venue_config import VenueConfig
 from netio.clock import ClockModel, Timeline
 from netio.port import Burst, Port, TimestampSource
-from netio.stack import Stack, ip_int, multicast_mac
+from netio.stack import Stack, StackResult, ip_int, multicast_mac
 from netio.tsc import rdtsc
 
 MAX_CLIENTS = 1024          # client ids 1..MAX_CLIENTS-1; id 0 is never a client
@@ -185,6 +193,10 @@ class Venue:
         self.burst_size = burst_size
         self.stack = Stack(mac, ip)
         self.stack.bind(cfg.order_port)
+        self.recovery = None
+        if cfg.recovery_port:
+            self.stack.bind(cfg.recovery_port)
+            self.recovery = Retransmissions(cfg.feed_session, cfg.recovery_messages, cfg.feed_max_payload)
         n_sym = len(cfg.symbols)
         self.tick = np.array([s.tick for s in cfg.symbols], np.int64)
         self.names = np.array([s.name.ljust(8).encode() for s in cfg.symbols], "S8")
@@ -292,6 +304,8 @@ class Venue:
         result = self.stack.process(burst)
         if len(result.replies):
             self._tx(result.replies)
+        if self.recovery is not None:
+            result = self._answer_requests(result)
         cmds, msg_type, msg_index, decoded = self._commands(result)
         stamps, source = burst.timestamps.copy(), burst.ts_source
         self.port.release(burst)
@@ -851,8 +865,34 @@ class Venue:
             messages[t] = m
         return self._feed_datagrams(itch.encode(itch.ItchBatch(messages=messages, order=order)))
 
+    def _answer_requests(self, result: StackResult) -> StackResult:
+        """Answer the burst's requests to the recovery port, unicast to each asker; the
+        result without them."""
+        dgs = result.datagrams
+        asks = dgs["dst_port"] == self.config.recovery_port
+        if not asks.any():
+            return result
+        packets, answered = [], []
+        for i in np.flatnonzero(asks):
+            packet, verdict, sent = self.recovery.answer(result.payload(i))
+            if packet is None:
+                self.drops[verdict.value] += 1
+                continue
+            self.counts["retransmit_requests"] += 1
+            self.counts["retransmitted_messages"] += sent
+            packets.append(packet)
+            answered.append(i)
+        if packets:
+            burst, to = Burst.of(packets), dgs[answered]
+            port = np.full(len(packets), self.config.recovery_port, np.uint16)
+            self._tx(self._frames([Datagrams(burst.buffer, burst.offsets, burst.lengths, to["src_ip"],
+                                             to["src_port"], port, to["src_mac"])]))
+        return dataclasses.replace(result, datagrams=dgs[~asks])
+
     def _feed_datagrams(self, stream: bytes | np.ndarray) -> Datagrams:
         cfg = self.config
+        if self.recovery is not None:
+            self.recovery.add(self.feed_seq, stream)
         packed = moldudp64.pack_stream(cfg.feed_session, self.feed_seq, stream, cfg.feed_max_payload)
         self.feed_seq += int(packed.count.sum())
         self.counts["feed_messages"] += int(packed.count.sum())

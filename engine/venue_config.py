@@ -6,7 +6,9 @@ OUCH inbound message. A client is its source IP:port (its order tokens are its o
 the OUCH Firm of its Enter Orders must be one of ``firms``; replies go back unicast to
 that source IP:port as SoupBinTCP 'S' (sequenced data) packets, several per datagram. The market-data feed is ITCH 5.0 in
 MoldUDP64 to ``feed_group:feed_port``, session ``feed_session``, at most
-``feed_max_payload`` bytes of MoldUDP64 payload per datagram.
+``feed_max_payload`` bytes of MoldUDP64 payload per datagram. Its re-request server
+(engine.recovery) answers MoldUDP64 requests to ``recovery_port`` (0: none) from the
+feed's latest ``recovery_messages`` messages.
 
 Prices on the wire are OUCH/ITCH Price(4) integers (1/10000 dollar); the matching core
 works in ticks: ``ticks = price // tick_size``. A symbol's stock locate (ITCH) is its
@@ -26,6 +28,8 @@ FEED_GROUP = "239.192.0.1"
 FEED_PORT = 15001
 FEED_SESSION = "NETIO00001"
 FEED_MAX_PAYLOAD = 1400
+RECOVERY_PORT = 15002
+RECOVERY_MESSAGES = 1 << 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,8 @@ class VenueConfig:
     feed_port: int = FEED_PORT
     feed_session: str = FEED_SESSION
     feed_max_payload: int = FEED_MAX_PAYLOAD
+    recovery_port: int = RECOVERY_PORT
+    recovery_messages: int = RECOVERY_MESSAGES
     firms: tuple[str, ...] = ("FIRM", "LOAD", "TEST", "DEMO")
     limits: str | None = None
     pool_size: int = 1 << 16
@@ -79,6 +85,10 @@ class VenueConfig:
             raise ValueError("a venue needs at least one symbol")
         if len({s.name for s in self.symbols}) != len(self.symbols):
             raise ValueError("symbol names must be unique")
+        if not 0 <= self.recovery_port <= 65535 or self.recovery_port in (self.order_port, self.feed_port):
+            raise ValueError("recovery_port: 0 (no re-request server) or a UDP port of its own")
+        if self.recovery_messages < 1 or self.recovery_messages & (self.recovery_messages - 1):
+            raise ValueError("recovery_messages: a power of two")
         if len(self.feed_session.encode()) > 10:
             raise ValueError("feed_session: at most 10 characters")
         if any(not (0 < len(f) <= 4 and f.isascii()) for f in self.firms):

@@ -334,6 +334,7 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
             status = Path(f"/proc/{venue.pid}/status").read_text()
             assert int(status.split("VmLck:")[1].split()[0]) > 0, status
             assert os.sched_getaffinity(venue.pid) == {0}
+            assert any(line.startswith("netio-run: CPU 0 is ") for line in started), started   # what shares it
         out = veth.run([sys.executable, "-c", CLIENT_SCRIPT, venue_address(veth), veth.ns_ip, str(n)],
                        cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert out.returncode == 0, out.stderr
@@ -560,3 +561,74 @@ def test_netio_run_replays_a_capture_and_records_what_the_venue_sends(tmp_path):
     replies, feed, _ = split_output(frames, c.stack)
     assert [(r["type"], r["order_token"]) for r in replies] == [("A", "P1"), ("A", "P2"), ("E", "P2"), ("E", "P1")]
     assert [m["message_type"] for m in feed if m["message_type"] not in "SR"] == ["A", "E"]
+
+
+def _payloads_to(frames: list[bytes], host: Client, port: int) -> list[bytes]:
+    result = host.stack.process(Burst.of(frames))
+    return [bytes(p) for dg, p in zip(result.datagrams, result.payloads()) if dg["dst_port"] == port]
+
+
+def test_a_feed_handler_that_lost_packets_gets_them_again_from_the_recovery_port_on_either_pipeline():
+    """A random flow; a consumer that lost every third feed packet (not the last: no
+    later one would show it was lost) asks the venue's re-request server for the gaps: it ends with every message and the books of a
+    consumer that lost nothing, and both pipelines answer with the same frames."""
+    from engine.feed import FeedHandler
+    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
+    flow, symbols = random_flow(3, 600, clients), len(VenueConfig().symbols)
+    answers = {}
+    for fused in (False, True):
+        port, clock = MemoryPort(), iter(range(10**12, 10**13, 1000))
+        venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), now_ns=lambda: next(clock), fused=fused)
+        port.inbox = list(flow)
+        while venue.poll():
+            pass
+        consumer = Client("10.9.0.9", 40100)
+        feed = _payloads_to(port.sent, consumer, 15001)
+        port.sent.clear()
+        complete = FeedHandler(symbols)
+        complete.process_packets(feed)
+        asked, now = [], [0.0]
+        lossy = FeedHandler(symbols, request=asked.append, gap_timeout_s=1e9, clock=lambda: now[0])
+        lossy.process_packets([p for i, p in enumerate(feed) if i % 3 != 1 or i == len(feed) - 1])
+        answers[fused] = []
+        while asked or lossy.expected != complete.expected:
+            port.inbox += [consumer.stack.build_udp(Burst.of([r]), VENUE_IP, 15002, 40100, VENUE_MAC).to_bytes()[0]
+                           for r in asked]
+            asked.clear()
+            while venue.poll():
+                pass
+            answers[fused] += port.sent
+            lossy.process_packets(_payloads_to(port.sent, consumer, 40100))
+            port.sent.clear()
+            now[0] += 1.0           # past retry_s: a gap still open is asked for again
+            lossy.poll()
+            assert len(answers[fused]) < len(feed), "the gaps are not closing"
+        counters = venue.counters()
+        venue.close()
+        assert lossy.stats().get("lost", 0) == 0 and not lossy.stale
+        assert [lossy.top(s) for s in range(symbols)] == [complete.top(s) for s in range(symbols)]
+        assert counters["retransmit_requests"] == len(answers[fused]) >= len(feed) // 3 // 2
+        assert counters["retransmitted_messages"] > 0 and not any("request" in k for k in counters["message_drops"])
+    assert answers[True] == answers[False]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["python", "fused"])
+def test_requests_the_recovery_port_cannot_answer_are_counted_by_reason_and_get_nothing(fused):
+    port = MemoryPort()
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), fused=fused)
+    consumer = Client("10.9.0.9", 40100)
+    held = venue.feed_seq - 1            # the start of day: system event and stock directory
+    port.sent.clear()
+    for request in (moldudp64.request("OTHER", 1, 1), moldudp64.request("NETIO00001", held + 1, 1), b"\x00" * 7,
+                    moldudp64.request("NETIO00001", held, 5)):
+        port.inbox.append(consumer.stack.build_udp(Burst.of([request]), VENUE_IP, 15002, 40100,
+                                                   VENUE_MAC).to_bytes()[0])
+    while venue.poll():
+        pass
+    counters = venue.counters()
+    venue.close()
+    answered = [moldudp64.decode(p) for p in _payloads_to(port.sent, consumer, 40100)]
+    assert [(p.sequence, len(p.messages)) for p in answered] == [(held, 1)]
+    assert counters["message_drops"] == {"request_wrong_session": 1, "request_not_held": 1, "request_malformed": 1}
+    assert (counters["retransmit_requests"], counters["retransmitted_messages"]) == (1, 1)
+    assert counters["stack"]["delivered"] == 4 and counters.get("datagrams", 0) == 0

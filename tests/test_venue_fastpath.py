@@ -8,12 +8,13 @@ import os
 import numpy as np
 import pytest
 
-from engine import journal
+from engine import itch, journal, moldudp64
 from engine.commands import COMMAND_DTYPE
 from engine.matching import Matcher
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
-from tests.test_venue import (VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, empty_book, enter, random_flow,
+from netio.port import Burst
+from tests.test_venue import (ROOT, VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, empty_book, enter, random_flow,
                               split_output)
 
 
@@ -67,6 +68,32 @@ def test_the_fused_path_applies_the_configs_limits_with_a_mid_reference_like_the
     assert fu.book.state_hash() == py.book.state_hash()
     assert fu.counters()["rejects"] == py.counters()["rejects"]
     assert {"risk_size", "risk_price_band"} <= set(py.counters()["rejects"])
+
+
+def test_a_burst_whose_caller_did_not_settle_the_last_one_settles_it_first(monkeypatch):
+    """fp_settle (risk from the events, the feed into the re-request store) runs once the
+    frames are sent; a caller that never calls it still gets every burst checked against
+    settled risk: frames, book and positions are those of the Python pipeline."""
+    from engine import fastpath
+
+    class Unsettled:             # engine._fastpath's lib without fp_settle
+        def __init__(self, lib):
+            self.lib = lib
+
+        def __getattr__(self, name):
+            return (lambda v: None) if name == "fp_settle" else getattr(self.lib, name)
+
+    clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
+    # the flow, then a datagram to no port: the burst that settles the flow's last one
+    to_no_port = clients[0].stack.build_udp(Burst.of([b"x"]), VENUE_IP, 9, 41000, VENUE_MAC).to_bytes()
+    frames = random_flow(5, 300, clients) + to_no_port
+    py, sent_py = run_venue(frames, False, per_poll=3)
+    monkeypatch.setattr(fastpath, "lib", Unsettled(fastpath.lib))
+    fu, sent_fu = run_venue(frames, True, per_poll=3)
+    assert sent_fu == sent_py and fu.book.state_hash() == py.book.state_hash()
+    for name in ("position", "open_buy", "open_sell"):
+        assert np.array_equal(getattr(fu.risk, name), getattr(py.risk, name)), name
+    assert fu.counters()["stack"]["drops"] == py.counters()["stack"]["drops"] == {"unbound_port": 1}
 
 
 def test_the_fused_path_answers_arp_and_drops_bad_ouch_like_the_python_pipeline():
@@ -405,6 +432,37 @@ def test_the_fused_loops_thread_sends_the_feeds_heartbeats_with_the_next_sequenc
         assert struct.unpack("!I", ip[16:20])[0] == ip_int(cfg.feed_group)
         assert struct.unpack("!HH", udp[:4]) == (cfg.feed_port, cfg.feed_port)
         assert payload == cfg.feed_session.encode().ljust(10) + struct.pack("!QH", venue.feed_seq, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(60)
+def test_on_af_xdp_the_fused_loops_thread_answers_a_re_request_to_the_asking_socket():
+    """A kernel UDP socket in the namespace asks the recovery port for the start of day
+    (system event, stock directory): the loop's thread sends those messages back to it."""
+    import sys
+
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tools.run import open_venue_port
+    cfg = VenueConfig()
+    with VethNamespace("vnrq") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
+        ip = str(v.subnet.network_address + 10)
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, ip, v.host_mac, cfg)
+            assert venue.start()
+            asker = (f"import socket, sys\nfrom engine import moldudp64\n"
+                     f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n"
+                     f"s.sendto(moldudp64.request({cfg.feed_session!r}, 1, 100), ({ip!r}, {cfg.recovery_port}))\n"
+                     f"data, src = s.recvfrom(2000)\nsys.stdout.buffer.write(src[0].encode() + b' ' + data)")
+            run = v.run([sys.executable, "-c", asker], capture_output=True, cwd=ROOT, timeout=30)
+            venue.close()
+    assert run.returncode == 0, run.stderr.decode()
+    source, answer = run.stdout.split(b" ", 1)
+    packet = moldudp64.decode(answer)
+    assert source.decode() == ip and (packet.session, packet.sequence) == (cfg.feed_session, 1)
+    assert [itch.unpack(m)["message_type"] for m in packet.messages] == ["S"] + ["R"] * len(cfg.symbols)
+    assert venue.counters()["retransmitted_messages"] == 1 + len(cfg.symbols)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")

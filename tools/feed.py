@@ -30,7 +30,7 @@ examples:
   netio-feed --iface eth0                                  the default group on eth0 (kernel socket)
   netio-feed --iface eth0 --group 233.54.12.1 --port 26400 --session NASDAQ01 --duration 60
   sudo netio-feed --iface eth0 --backend xdp --ip 10.0.0.7 the same from AF_XDP, netio's stack answering
-  netio-feed --iface eth0 --recovery 10.0.0.1:15002        ask a MoldUDP64 re-request server to fill gaps
+  netio-feed --iface eth0 --recovery 10.0.0.1:15002        ask a re-request server (netio-run's) to fill gaps
   netio-feed --pcap feed.pcap --json                       books rebuilt from a capture, as JSON
   netio-feed --pcap feed.pcap --venue-config engine/venue.example.toml --depth 5
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
 from netio.clock import ClockSync, SystemClock
+from netio.isolation import cpu_share
 from netio.port import BACKENDS, Port, PortError, open_port
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PORT, EXIT_VENUE = 0, 1, 2, 3, 4
@@ -44,7 +45,9 @@ examples:
   netio-report venue.hlog                                    per-stage latency of a run afterwards
 
 Order entry is OUCH 4.2 in SoupBinTCP 'U' packets over UDP to --ip:--order-port; replies go
-back to the sender; the feed is ITCH 5.0 in MoldUDP64 to --feed-group:--feed-port.
+back to the sender; the feed is ITCH 5.0 in MoldUDP64 to --feed-group:--feed-port, and
+MoldUDP64 requests to --ip:--recovery-port get the messages asked for back, unicast
+(netio-feed --recovery IP:PORT asks there for what it missed).
 The venue answers ARP for --ip itself; on the socket backend the kernel sees the frames
 too, so there --ip must be an address the kernel does not own (AF_XDP and DPDK take the
 frames from it). A status line goes to stderr every second: packets/s, orders/s, fills,
@@ -71,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--order-port", type=int, help=f"UDP port for OUCH order entry (default {d.order_port})")
     p.add_argument("--feed-group", help=f"multicast group of the ITCH feed (default {d.feed_group})")
     p.add_argument("--feed-port", type=int, help=f"UDP port of the feed (default {d.feed_port})")
+    p.add_argument("--recovery-port", type=int, help="UDP port of the feed's MoldUDP64 re-request server, which "
+                   f"answers from the feed's latest {d.recovery_messages:,} messages; 0: none "
+                   f"(default {d.recovery_port})")
     p.add_argument("--config", help="venue TOML: symbols, ports, feed, limits (see engine/venue.example.toml)")
     p.add_argument("--journal", help="append every command batch here before acknowledging (replayed on start)")
     p.add_argument("--hlog", help="per-stage latency interval log (HdrHistogram, for netio-report)")
@@ -94,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
                         "can (fewer TLB misses)")
     p.add_argument("--cpu", type=int, help="pin the venue's loop to this CPU (keep other work and IRQs off it; "
                    "the fused loop has a thread of its own there and the status line and telemetry run on the "
-                   "other CPUs); --demo pins its own")
+                   "other CPUs); netio-run says what still shares it (isolcpus, nohz_full, device interrupts) "
+                   "and which boot parameters would free it; --demo pins its own")
     p.add_argument("--busy-poll", action="store_true",
                    help="AF_XDP: the venue's loop runs the interface's receive processing itself whenever its ring "
                         "is empty (SO_PREFER_BUSY_POLL) instead of leaving it to interrupts; off by default: on a veth "
@@ -112,7 +119,8 @@ _FUSED = {"auto": None, "fused": True, "python": False}
 def _config(args) -> VenueConfig:
     cfg = VenueConfig.load(args.config) if args.config else VenueConfig()
     changes = {k: v for k, v in (("order_port", args.order_port), ("feed_group", args.feed_group),
-                                 ("feed_port", args.feed_port)) if v is not None}
+                                 ("feed_port", args.feed_port), ("recovery_port", args.recovery_port))
+               if v is not None}
     return dataclasses.replace(cfg, **changes)
 
 
@@ -261,6 +269,7 @@ def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
+            _say_what_shares(cpu, who)
         if lock_memory:
             from engine.fastpath import lock_memory
             lock_memory()
@@ -268,6 +277,11 @@ def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
         print(f"{who}: {e}", file=sys.stderr)
         return False
     return True
+
+
+def _say_what_shares(cpu: int, who: str) -> None:
+    """What else runs on the venue's CPU: the floor under its latency tail."""
+    print(f"{who}: {cpu_share(cpu).describe()}", file=sys.stderr)
 
 
 def _huge_pages(who: str) -> None:
@@ -327,7 +341,8 @@ def run_venue(args) -> int:
         if args.lock_memory:
             _huge_pages("netio-run")
         stopper = Stopper()
-        print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}, "
+        recovery = f", re-requests to :{cfg.recovery_port}" if cfg.recovery_port else ""
+        print(f"netio-run: venue at {args.ip}:{cfg.order_port}, feed {cfg.feed_group}:{cfg.feed_port}{recovery}, "
               f"{len(cfg.symbols)} symbols, {'fused C' if venue.fused else 'Python-driven'} pipeline",
               file=sys.stderr)
         try:
@@ -385,6 +400,7 @@ def run_demo(args) -> int:
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
             try:
                 if pin:
+                    _say_what_shares(cpus[0], "netio-run --demo")
                     _place(venue, cpus[0], set(cpus))
                 serve(venue, stopper, duration + 30, args.quiet, sync, until=lambda: loadgen.poll() is not None)
             finally:

@@ -10,10 +10,13 @@ its clients run in the namespace pinned to CPU 1. Figures:
 
 - ``internal_ns_*``: the venue's TOTAL stage at light load: the first RX stamp to TX
   submit (the frames' descriptors published on the TX ring), every frame of every burst
-  (engine.telemetry's whole-run histograms, pooled over the repeats: REPEATS x LIGHT_S at
-  LIGHT_RATE is some 30,000 orders, so p99.9 rests on the 30 slowest, not on one run's 3).
-  ``internal_pct_over_10us``: the share of those orders over 10 us (p99.9 <= 10 us means
-  at most 0.1 %). ``tx_completion_ns_*``: the kick after TX submit (in copy mode the
+  (engine.telemetry's whole-run histograms), the median over the REPEATS runs of LIGHT_S
+  at LIGHT_RATE (a run's p99.9 rests on its 10 slowest orders): on a shared host a burst
+  of the neighbours' load during one run would otherwise set the tail of all of them.
+  ``internal_pct_over_10us``: the share of a run's orders over 10 us, median over the
+  runs (p99.9 <= 10 us means at most 0.1 %). ``internal_pooled_ns_p999``,
+  ``internal_pooled_pct_over_10us``: the same over all runs' orders pooled, noisy runs
+  and all. ``tx_completion_ns_*``: the kick after TX submit (in copy mode the
   sendto() in which the kernel transmits through the veth into the namespace's stack),
   its own stage. ``stage_p50_ns_*``, ``stage_p99_ns_*``: the p50 and p99 of every stage
   (where a tail comes from).
@@ -51,14 +54,22 @@ its clients run in the namespace pinned to CPU 1. Figures:
   those gaps per second, ``longest_us`` the longest. An order's walk (from the poll, which
   stamps it) meets such a gap with a chance of about ``per_s_over_10us`` times its length:
   at a few hundred a second and 2 us, near the 0.1% a p99.9 under 10 us allows.
+  ``venue_cpu_timer_irqs_per_s``: the timer ticks the venue's CPU took per second during
+  the light runs (median), interruptions the kernel makes whatever the venue does.
+  ``venue_cpu_isolated``, ``_tickless``, ``_device_irqs``: whether that CPU is in isolcpus
+  and nohz_full and how many device interrupts land there (netio.isolation): on an
+  isolated, tickless CPU without device interrupts only what a hypervisor takes remains.
   ``floor_walk_ns_*``, ``floor_walk_pct_over_10us``: that chance measured rather than
   reckoned: FLOOR_WALK_NS of fixed arithmetic (the p50 goal's length), FLOOR_IDLE_US
-  apart, timed on the venue's CPU for STALL_S each repeat, pooled. Uninterrupted every
-  walk takes the same time; the tail is the machine's alone, the floor under the venue's.
+  apart, timed on the venue's CPU for STALL_S each repeat, median over the repeats.
+  Uninterrupted every walk takes the same time; the tail is the machine's alone, the
+  floor under the venue's.
 - ``fused_instructions_per_order`` (``_journaled``): callgrind's count of the fused walk
-  (fp_burst) per Enter Order, one order a burst, alternately buying and selling at one
-  price as the client does, without and with a journal (the write() itself is the
-  kernel's): the stable figure beside the noisy clocks.
+  up to its frames (fp_burst, what the internal latency pays) per Enter Order, one order
+  a burst, alternately buying and selling at one price as the client does, without and
+  with a journal (the write() itself is the kernel's): the stable figure beside the noisy
+  clocks. ``fused_instructions_per_order_after_send``: what follows the send (fp_settle:
+  risk settling, the feed's messages into the re-request server's store).
 """
 from __future__ import annotations
 
@@ -81,6 +92,7 @@ from engine.fastpath import huge_pages, lock_memory, unlock_memory
 from engine.venue import Venue
 from netio import iface
 from netio.clock import ClockSync, SystemClock
+from netio.isolation import cpu_share, timer_interrupts
 from netio.netns import VethNamespace
 from netio.port import Burst, PortStats
 from netio.stack import Stack
@@ -90,7 +102,7 @@ from tools.run import open_venue_port
 VENUE_CPU, CLIENT_CPU = 0, "1"
 LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 10.0, 0.5
 MODERATE_RATE, MODERATE_S = 10_000, 5.0
-REPEATS = 3
+REPEATS = 5
 STALL_S, STALL_NS = 2.0, (2_000, 10_000)
 FLOOR_WALK_NS, FLOOR_IDLE_US = 2_000, 50
 SATURATION_RATE, SATURATION_S = 400_000, 2.0
@@ -166,6 +178,7 @@ class Bench:
             else:
                 client = self._client(rate, seconds)
             first = last = None
+            ticks, started = timer_interrupts(VENUE_CPU), time.monotonic()
             next_clock = time.monotonic() + 1
             # the fused loop on a thread of its own on the venue's CPU, this one beside the client
             threaded = venue.start(VENUE_CPU)
@@ -178,13 +191,14 @@ class Bench:
                         venue.set_clock(sync.update())
                         next_clock = time.monotonic() + 1
             out, _ = client.communicate(timeout=30)
+            ticks_per_s = (timer_interrupts(VENUE_CPU) - ticks) / (time.monotonic() - started)
             stages = venue.telemetry.summary()
             commands = venue.counters().get("commands", 0)
             venue.close()
         finally:
             port.close()
         return {"client": json.loads(out), "fused": venue.fused, "total": stages["TOTAL"],
-                "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0,
+                "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0, "ticks_per_s": ticks_per_s,
                 "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
                            for tag, h in stages.items()}}
 
@@ -287,17 +301,21 @@ def walk(journal: str | None = None) -> None:
     venue.close()
 
 
-def _instructions_per_order(workdir: Path, journal: bool) -> float:
-    """callgrind's count of fp_burst per order after the warm-up (its second part)."""
+def _instructions_per_order(workdir: Path, journal: bool) -> tuple[float, float]:
+    """callgrind's counts per order after the warm-up (its second part): (fp_burst, the
+    walk up to its frames; fp_settle, what follows their sending)."""
     jnl = str(workdir / "walk.jnl") if journal else None
     out = workdir / "walk.cg"
-    subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=fp_burst", "--dump-before=fp_tsc",
-                    f"--callgrind-out-file={out}", sys.executable, "-c",
+    subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=fp_burst", "--toggle-collect=fp_settle",
+                    "--dump-before=fp_tsc", f"--callgrind-out-file={out}", sys.executable, "-c",
                     f"from tools.bench.venue import walk; walk({jnl!r})"],
                    capture_output=True, text=True, cwd=ROOT, check=True)
     # the dump at fp_tsc holds the warm-up; the final file, what came after
-    totals = re.search(r"^(?:totals|summary): (\d+)", out.read_text(), re.M)
-    return int(totals.group(1)) / WALK_ORDERS
+    report = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    totals = int(re.search(r"^\s*([\d,]+) .*PROGRAM TOTALS", report, re.M).group(1).replace(",", ""))
+    burst = int(re.search(r"^\s*([\d,]+) .*fastpath\.c:fp_burst \[", report, re.M).group(1).replace(",", ""))
+    return burst / WALK_ORDERS, (totals - burst) / WALK_ORDERS
 
 
 def _pct_over(hist, ns: int) -> float:
@@ -318,8 +336,9 @@ def run() -> dict:
         figures = _timed()
     finally:
         unlock_memory()
-    figures["fused_instructions_per_order"] = round(instructions[False])
-    figures["fused_instructions_per_order_journaled"] = round(instructions[True])
+    figures["fused_instructions_per_order"] = round(instructions[False][0])
+    figures["fused_instructions_per_order_after_send"] = round(instructions[False][1])
+    figures["fused_instructions_per_order_journaled"] = round(instructions[True][0])
     return figures
 
 
@@ -348,17 +367,22 @@ def _timed() -> dict:
     out = {"light_rate_per_s": LIGHT_RATE, "repeats": REPEATS}
     for key in stalls[0]:
         out[f"cpu_stall_{key}"] = round(_median(s[key] for s in stalls), 3)
-    floor_ns = np.concatenate(floor)
     for p, q in PERCENTILES:
-        out[f"floor_walk_ns_{p}"] = round(float(np.percentile(floor_ns, q)))
-    out["floor_walk_pct_over_10us"] = round(100 * float(np.mean(floor_ns > 10_000)), 3)
-    total = venue_runs[0]["total"]
+        out[f"floor_walk_ns_{p}"] = round(_median(np.percentile(f, q) for f in floor))
+    out["floor_walk_pct_over_10us"] = round(_median(100 * np.mean(f > 10_000) for f in floor), 3)
+    share = cpu_share(VENUE_CPU)
+    out["venue_cpu_isolated"], out["venue_cpu_tickless"] = share.isolated, share.tickless
+    out["venue_cpu_device_irqs"] = len(share.irqs)
+    out["venue_cpu_timer_irqs_per_s"] = round(_median(r["ticks_per_s"] for r in venue_runs))
+    for p, q in PERCENTILES:
+        out[f"internal_ns_{p}"] = round(_median(r["total"].get_value_at_percentile(q) for r in venue_runs))
+    out["internal_pct_over_10us"] = round(_median(_pct_over(r["total"], 10_000) for r in venue_runs), 3)
+    pooled = venue_runs[0]["total"]
     for r in venue_runs[1:]:
-        total.add(r["total"])
-    for p, q in PERCENTILES:
-        out[f"internal_ns_{p}"] = total.get_value_at_percentile(q)
-    out["internal_orders"] = total.total_count
-    out["internal_pct_over_10us"] = _pct_over(total, 10_000)
+        pooled.add(r["total"])
+    out["internal_orders"] = pooled.total_count
+    out["internal_pooled_ns_p999"] = pooled.get_value_at_percentile(99.9)
+    out["internal_pooled_pct_over_10us"] = _pct_over(pooled, 10_000)
     for p, q in PERCENTILES:
         out[f"internal_10k_ns_{p}"] = moderate["total"].get_value_at_percentile(q)
     for p, q in PERCENTILES:

@@ -1,0 +1,82 @@
+"""The feed's re-request server: its latest messages, and answers to MoldUDP64 requests.
+
+MoldUDP64 goes out once, by multicast; a consumer that missed packets asks the venue's
+re-request server (``VenueConfig.recovery_port``) for the messages by sequence number,
+in a request packet (engine.moldudp64.request: session, first sequence number, count).
+The venue keeps its feed's latest ``recovery_messages`` messages here, as it sent them,
+and answers each request with one downstream packet unicast to the asker: the requested
+messages it holds from the requested sequence number on, as many as fit in a feed
+datagram (the asker asks again for the rest, as engine.feed.FeedHandler does). A request
+it cannot answer is counted by reason (``Verdict``) and dropped: not 20 bytes or a count
+of 0 or 0xFFFF, another session, or messages it no longer (or does not yet) hold.
+
+The store is C (cffi_build/moldudp64.c) shared by both pipelines: the Python-driven one
+calls ``add`` and ``answer``; the fused walk adds to it and answers from it in C.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from engine.moldudp64 import HEADER_LEN
+
+try:
+    from engine._moldudp64 import ffi, lib
+except ImportError as _e:  # pragma: no cover - the module is built by `make native`
+    raise ImportError(f"engine._moldudp64 is not built ({_e}); run `make native`") from _e
+
+BLOCK_BYTES = 64            # ring bytes per message held: ITCH 5.0's longest is 50, + 2
+
+
+class Verdict(str, Enum):
+    """What became of a request (cffi_build/moldudp64.h MOLD_Q_*, in order)."""
+
+    ANSWERED = "answered"
+    MALFORMED = "request_malformed"
+    WRONG_SESSION = "request_wrong_session"
+    NOT_HELD = "request_not_held"
+
+
+VERDICTS = list(Verdict)
+
+
+class Retransmissions:
+    """The latest ``messages`` messages (a power of two) of ``session``'s feed, and the
+    answers to requests for them in packets of at most ``max_payload`` bytes."""
+
+    def __init__(self, session: str, messages: int, max_payload: int):
+        if messages < 1 or messages & (messages - 1):
+            raise ValueError(f"recovery_messages must be a power of two, not {messages}")
+        self.session = session.encode().ljust(10)
+        self.max_payload = max_payload
+        self._bytes = np.zeros(messages * BLOCK_BYTES, np.uint8)
+        self._start = np.zeros(messages, np.uint64)
+        self._store = ffi.new("struct mold_store *")
+        self._store.bytes = ffi.from_buffer("uint8_t[]", self._bytes)
+        self._store.start = ffi.from_buffer("uint64_t[]", self._start)
+        self._store.bytes_mask, self._store.seq_mask = len(self._bytes) - 1, messages - 1
+        self._out = np.zeros(max_payload, np.uint8)
+        self._verdict, self._sent = ffi.new("int *"), ffi.new("uint32_t *")
+
+    @property
+    def held(self) -> range:
+        """The sequence numbers of the messages held."""
+        return range(self._store.first, self._store.next)
+
+    @property
+    def address(self) -> int:
+        """The C store's address, for the fused walk."""
+        return int(ffi.cast("uintptr_t", self._store))
+
+    def add(self, first_sequence: int, stream: bytes | np.ndarray) -> None:
+        """Hold a block stream (2-byte length + message, repeated) of messages numbered
+        from ``first_sequence``, as the feed sent them."""
+        lib.mold_store_add(self._store, first_sequence, ffi.from_buffer(stream), len(stream))
+
+    def answer(self, request: bytes | np.ndarray) -> tuple[bytes | None, Verdict, int]:
+        """(the downstream packet that answers ``request`` or None, the verdict, messages in it)."""
+        n = lib.mold_store_answer(self._store, self.session, ffi.from_buffer(request), len(request),
+                                  self.max_payload, ffi.from_buffer("uint8_t[]", self._out, require_writable=True),
+                                  self._verdict, self._sent)
+        return (self._out[:n].tobytes() if n >= HEADER_LEN else None), VERDICTS[self._verdict[0]], self._sent[0]
