@@ -80,6 +80,8 @@ struct priv {
     uint64_t client_mask;
     uint8_t *verdict;
     struct stk_datagram *dg;
+    struct stk_datagram *asks;      /* the burst's requests to the re-request server, for fp_answer */
+    uint32_t n_asks;
     struct grow token_bytes, token_symbol;
     struct grow scan_type, scan_off, scan_ctrl, payload_type, payload_off, msg_client, msg_type, msg_index, cmds, holds, events,
         enters, replaces, cancels, venue_verdict, reply, reply_sorted, pkt_client, pkt_len, pkt_start,
@@ -174,13 +176,14 @@ struct fp_venue *fp_new(uint32_t max_burst)
     p->tokens = calloc(p->token_mask + 1, sizeof *p->tokens);
     p->verdict = malloc(max_burst);
     p->dg = malloc(max_burst * sizeof *p->dg);
+    p->asks = malloc(max_burst * sizeof *p->asks);
     v->reply_buf = malloc((size_t)max_burst * REPLY_ROOM);
     v->reply_off = malloc((max_burst + STK_MAX_GROUPS) * sizeof(int64_t));
     v->reply_len = malloc((max_burst + STK_MAX_GROUPS) * sizeof(uint32_t));
     /* sized here, not by the first order: growing it there took that order 0.2 ms */
     if (grow_to(&p->events, MIN_EVENTS * sizeof(struct event)))
         goto fail;
-    if (p->tokens && p->verdict && p->dg && v->reply_buf && v->reply_off && v->reply_len)
+    if (p->tokens && p->verdict && p->dg && p->asks && v->reply_buf && v->reply_off && v->reply_len)
         return v;
 fail:
     fp_free(v);
@@ -197,7 +200,7 @@ void fp_free(struct fp_venue *v)
         for (; g < end; g++)
             free(g->p);
         free(p->tokens); free(p->clients); free(p->client_count); free(p->bid); free(p->ask);
-        free(p->verdict); free(p->dg);
+        free(p->verdict); free(p->dg); free(p->asks);
         free(p);
     }
     free(v->reply_buf); free(v->reply_off); free(v->reply_len);
@@ -553,25 +556,32 @@ static int feed(struct fp_venue *v, struct priv *p, const struct event *ev, uint
                       &v->feed_port, &v->feed_port);
 }
 
-/* The burst's requests to the re-request server, each answered from the feed's store
- * with one packet to its sender ahead of the venue's frames, taken out of dg (venue.py:
- * _answer_requests). p->mold and the dgram_* columns are free until feed() and
- * reply_datagrams() fill them. */
-static int answer_requests(struct fp_venue *v, struct priv *p, const uint8_t *buf, uint32_t *n_dg)
+/* The burst's requests to the re-request server, out of dg into asks for fp_answer
+ * (venue.py: _take_requests). */
+static uint32_t take_requests(struct fp_venue *v, struct priv *p, uint32_t n_dg)
 {
-    uint32_t kept = 0, k = 0, room = v->feed_max_payload;
-    for (uint32_t d = 0; d < *n_dg; d++) {
+    uint32_t kept = 0;
+    for (uint32_t d = 0; d < n_dg; d++) {
         const struct stk_datagram *g = &p->dg[d];
-        if (g->dst_port != v->recovery_port) {
-            if (kept != d)
-                p->dg[kept] = *g;
-            kept++;
-            continue;
-        }
-        if (need(&p->mold, (size_t)(k + 1) * room) || need(&p->dgram_off, (k + 1) * 8) ||
-            need(&p->dgram_len, (k + 1) * 4) || need(&p->dgram_ip, (k + 1) * 4) ||
-            need(&p->dgram_port, (k + 1) * 2) || need(&p->dgram_mac, (k + 1) * 6))
-            return -1;
+        if (g->dst_port == v->recovery_port)
+            p->asks[p->n_asks++] = *g;
+        else
+            p->dg[kept++] = *g;
+    }
+    return kept;
+}
+
+int64_t fp_answer(struct fp_venue *v, const uint8_t *buf)
+{
+    struct priv *p = v->priv;
+    uint32_t k = 0, room = v->feed_max_payload, n = p->n_asks;
+    p->n_asks = 0;
+    v->n_out = 0;
+    if (need(&p->mold, (size_t)n * room) || need(&p->dgram_off, n * 8) || need(&p->dgram_len, n * 4) ||
+        need(&p->dgram_ip, n * 4) || need(&p->dgram_port, n * 2) || need(&p->dgram_mac, n * 6))
+        return FP_ERR_MEMORY;
+    for (uint32_t a = 0; a < n; a++) {
+        const struct stk_datagram *g = &p->asks[a];
         int verdict;
         uint32_t sent, len = mold_store_answer(v->recovery, v->feed_session, buf + g->offset, g->length, room,
                                                (uint8_t *)p->mold.p + (size_t)k * room, &verdict, &sent);
@@ -586,9 +596,10 @@ static int answer_requests(struct fp_venue *v, struct priv *p, const uint8_t *bu
         memcpy((uint8_t *)p->dgram_mac.p + 6 * (size_t)k, g->src_mac, 6);
         k++;
     }
-    *n_dg = kept;
-    return k ? add_frames(v, p, p->mold.p, p->dgram_off.p, p->dgram_len.p, k, p->dgram_mac.p, 1, p->dgram_ip.p,
-                          p->dgram_port.p, &v->recovery_port) : 0;
+    if (k && add_frames(v, p, p->mold.p, p->dgram_off.p, p->dgram_len.p, k, p->dgram_mac.p, 1, p->dgram_ip.p,
+                        p->dgram_port.p, &v->recovery_port))
+        return FP_ERR_MEMORY;
+    return v->n_out;
 }
 
 /* n payloads of size bytes as sealed journal records from *seq on, in one write(). */
@@ -649,8 +660,9 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     uint32_t n_dg = stk_process(v->stack_cfg, v->bound, buf, off, len, n, p->verdict, p->dg, v->reply_buf,
                                 (uint64_t)p->max_burst * REPLY_ROOM, v->reply_off, v->reply_len,
                                 p->max_burst + STK_MAX_GROUPS, &v->n_replies, v->stack_counts);
-    if (v->recovery && n_dg && answer_requests(v, p, buf, &n_dg))
-        return -1;
+    p->n_asks = 0;
+    if (v->recovery && n_dg)
+        n_dg = take_requests(v, p, n_dg);
     int64_t nc = n_dg ? parse(v, p, buf, n_dg, now_ns) : 0;
     stamps[FP_PARSED] = __rdtsc();
     if (nc <= 0)
@@ -794,6 +806,15 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
         api->tx_kick(x);
         hops[FP_TX_COMPLETED] = __rdtsc();
         fp_settle(v);
+        int64_t answers = p->n_asks ? fp_answer(v, umem) : 0;     /* re-requests, after the burst's own frames */
+        if (answers < 0) {
+            api->release(x, off, n);
+            return answers;
+        }
+        if (answers) {
+            submit(v, api, x, v->out_buf, p->out_buf.cap, v->out_off, v->out_len, v->n_out);
+            api->tx_kick(x);
+        }
         api->release(x, off, n);
         if (!nc)
             continue;

@@ -1,12 +1,13 @@
 /* Declarations shared by fastpath.c and its cffi build script (cffi_build/fastpath_build.py).
  *
- * The venue's whole walk for one received burst in one C call: stack -> MoldUDP64
- * re-requests answered from the feed's store -> OUCH -> clients and tokens -> command
- * fields -> risk check -> matching -> OUCH replies and ITCH/MoldUDP64 -> UDP frames (->
- * AF_XDP TX in fp_poll), then, once they are sent (fp_settle), risk settles and the feed's
- * messages go into the store: nothing the replies do not need waits in front of them. It
+ * The venue's whole walk for one received burst in one C call: stack -> OUCH -> clients
+ * and tokens -> command fields -> risk check -> matching -> OUCH replies and ITCH/MoldUDP64
+ * -> UDP frames (-> AF_XDP TX in fp_poll). What the frames do not need waits until they
+ * are sent: risk settling and the feed's messages into the re-request server's store
+ * (fp_settle), then the answers to the burst's MoldUDP64 re-requests (fp_answer). It
  * calls the same C
- * functions engine/venue.py calls one by one, in the same order, so its frames are those
+ * functions engine/venue.py calls one by one, in the same order (but for those left until
+ * after the send), so its frames are those
  * of the Python pipeline byte for byte (tests/test_venue_fastpath.py). Clients and
  * tokens live in C tables here. With a journal (jnl_fd >= 0) each burst's new clients and
  * tokens, then its commands, are written in engine/journal.py's record format (CRC-32C)
@@ -105,6 +106,12 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
  * re-request server's store. fp_poll calls it after the kick; fp_burst calls it first
  * when the caller has not. */
 void fp_settle(struct fp_venue *v);
+
+/* Answer the last fp_burst's requests to the re-request server (their payloads in buf,
+ * the burst's frames) from the feed's store, one packet each to its sender, as frames in
+ * out_* (replacing the burst's, which must be sent first). Returns the frames, or
+ * FP_ERR_MEMORY. fp_poll sends them after the burst's own. */
+int64_t fp_answer(struct fp_venue *v, const uint8_t *buf);
 
 /* Poll an AF_XDP port (xdp_api.h: api, xsk from XdpPort.c_api(), frames in umem) until
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each

@@ -211,15 +211,16 @@ class FusedPath:
             self._limits_used.append(active)
             self.v.risk_limits = ffi.cast("void *", _addr(self._risk_ffi, active[1]))
 
-    def burst(self, burst: Burst, now_ns: int, stamps: np.ndarray) -> tuple[int, list[Burst]]:
+    def burst(self, burst: Burst, now_ns: int, stamps: np.ndarray) -> tuple[int, list[Burst], list[Burst]]:
         """One received burst through the walk, journaled: (commands, bursts to send in
-        order); ``stamps`` get the hops up to journaled."""
+        order, then the answers to its re-requests); ``stamps`` get the hops up to journaled."""
         self._limits()
         v = self.v
         n = len(burst)
         if n > MAX_BURST:
             raise ValueError(f"the fused path takes bursts of at most {MAX_BURST} frames")
-        nc = lib.fp_burst(v, ffi.from_buffer("uint8_t[]", burst.buffer),
+        frames = ffi.from_buffer("uint8_t[]", burst.buffer)
+        nc = lib.fp_burst(v, frames,
                           ffi.from_buffer("int64_t[]", np.ascontiguousarray(burst.offsets, np.int64)),
                           ffi.from_buffer("uint32_t[]", np.ascontiguousarray(burst.lengths, np.uint32)),
                           n, now_ns, self._hops)
@@ -231,13 +232,20 @@ class FusedPath:
             k = v.n_replies
             out.append(Burst(self._reply_buf, _array(v.reply_off, k, np.int64), _array(v.reply_len, k, np.uint32),
                              np.zeros(k, np.int64)))
-        if v.n_out:
-            k = v.n_out
-            off, length = _array(v.out_off, k, np.int64), _array(v.out_len, k, np.uint32)
-            size = int(off[-1] + length[-1])
-            out.append(Burst(np.frombuffer(ffi.buffer(v.out_buf, size), np.uint8).copy(), off, length,
-                             np.zeros(k, np.int64)))
-        return nc, out
+        out += self._out()
+        if lib.fp_answer(v, frames) < 0:
+            raise MemoryError("fp_answer")
+        return nc, out, self._out()
+
+    def _out(self) -> list[Burst]:
+        """The frames fp_burst or fp_answer left in out_*, copied."""
+        v = self.v
+        if not v.n_out:
+            return []
+        off, length = _array(v.out_off, v.n_out, np.int64), _array(v.out_len, v.n_out, np.uint32)
+        size = int(off[-1] + length[-1])
+        return [Burst(np.frombuffer(ffi.buffer(v.out_buf, size), np.uint8).copy(), off, length,
+                      np.zeros(v.n_out, np.int64))]
 
     @property
     def polls_port(self) -> bool:

@@ -10,6 +10,13 @@ datagram (the asker asks again for the rest, as engine.feed.FeedHandler does). A
 it cannot answer is counted by reason (``Verdict``) and dropped: not 20 bytes or a count
 of 0 or 0xFFFF, another session, or messages it no longer (or does not yet) hold.
 
+Requests are answered after the burst they came in has sent its own frames, so a
+re-request never holds up an order's replies. The store lives in memory: a venue
+restarted on its journal holds only what its feed sends from then on (older messages
+are ``NOT_HELD``). Like any MoldUDP64 re-request server it sends back far more than it
+is sent, to whatever source a request names: serve it on networks you trust
+(``recovery_port = 0`` turns it off).
+
 The store is C (cffi_build/moldudp64.c) shared by both pipelines: the Python-driven one
 calls ``add`` and ``answer``; the fused walk adds to it and answers from it in C.
 """

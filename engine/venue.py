@@ -14,8 +14,8 @@ venue.c's two steps as vectorised numpy instead: the reference the C is tested a
 What a burst does, in order (telemetry's TSC hops in brackets):
 
 1. ``rx_burst`` [poll] → ``Stack.process``: ARP/ICMP answered, datagrams to the order port kept;
-   MoldUDP64 requests to the recovery port answered from the feed's latest messages
-   (engine.recovery), unicast to the asker.
+   MoldUDP64 requests to the recovery port set aside, to be answered from the feed's latest
+   messages (engine.recovery), unicast to the asker, once the burst's own frames are sent.
 2. The datagrams' payloads, back to back, are split into OUCH messages in one call; a
    message belongs to the datagram its bytes lie in, and its client is the datagram's
    source IP:port (``client id`` 1.. in order of first appearance). An Enter whose Firm
@@ -25,7 +25,8 @@ What a burst does, in order (telemetry's TSC hops in brackets):
    (enter, replace) get fresh numbers, known ones their number, in one ``map`` per burst.
    [parsed] Fields, symbols (by name) and prices (to ticks) filled in, then pre-trade
    risk. [validated]
-4. The matching core runs the batch, risk settles from the events. [matched]
+4. The matching core runs the batch, risk settles from the events (the fused walk: once
+   the frames are sent). [matched]
 5. Order events become OUCH replies (Accepted, Replaced, Canceled, Executed to taker
    and maker, Rejected), grouped per client into datagrams of at most ``REPLY_PAYLOAD``
    bytes and sent unicast to the client's address; book events become ITCH 5.0 messages
@@ -304,8 +305,9 @@ class Venue:
         result = self.stack.process(burst)
         if len(result.replies):
             self._tx(result.replies)
+        asks = None
         if self.recovery is not None:
-            result = self._answer_requests(result)
+            result, asks = self._take_requests(result)
         cmds, msg_type, msg_index, decoded = self._commands(result)
         stamps, source = burst.timestamps.copy(), burst.ts_source
         self.port.release(burst)
@@ -335,6 +337,8 @@ class Venue:
             if self.telemetry:   # the stages of bursts that carried orders, after the replies left
                 rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
                 self.telemetry.record_burst(st, n, rx_wait)
+        if asks is not None:
+            self._answer(*asks)
         if self.telemetry:
             self.telemetry.tick()
         return n
@@ -357,12 +361,14 @@ class Venue:
             n = len(burst)
             if n:
                 st = self._stamps
-                commands, out = f.burst(burst, self.now_ns(), st)
+                commands, out, answers = f.burst(burst, self.now_ns(), st)
                 stamps, source = burst.timestamps.copy(), burst.ts_source
                 self.port.release(burst)
                 for frames in out:
                     self._tx(frames)
                 st[TX_SUBMITTED] = rdtsc()
+                for frames in answers:      # re-requests, after the burst's own frames
+                    self._tx(frames)
                 if commands and self.telemetry:
                     rx_wait = self._rx_wait(stamps, source, int(st[0])) if self.timeline else None
                     self.telemetry.record_burst(st, n, rx_wait)
@@ -865,16 +871,23 @@ class Venue:
             messages[t] = m
         return self._feed_datagrams(itch.encode(itch.ItchBatch(messages=messages, order=order)))
 
-    def _answer_requests(self, result: StackResult) -> StackResult:
-        """Answer the burst's requests to the recovery port, unicast to each asker; the
-        result without them."""
+    def _take_requests(self, result: StackResult) -> tuple[StackResult, tuple | None]:
+        """The burst's requests to the recovery port, copied out (the port gets the burst
+        back before they are answered): the result without them, and the requests with
+        their senders (None: there were none)."""
         dgs = result.datagrams
         asks = dgs["dst_port"] == self.config.recovery_port
         if not asks.any():
-            return result
+            return result, None
+        requests = [result.payload(i).tobytes() for i in np.flatnonzero(asks)]
+        return dataclasses.replace(result, datagrams=dgs[~asks]), (requests, dgs[asks])
+
+    def _answer(self, requests: list[bytes], senders: np.ndarray) -> None:
+        """Answer requests from the feed's store, unicast to each sender, after the burst's
+        own frames: a re-request never holds up an order's replies."""
         packets, answered = [], []
-        for i in np.flatnonzero(asks):
-            packet, verdict, sent = self.recovery.answer(result.payload(i))
+        for i, request in enumerate(requests):
+            packet, verdict, sent = self.recovery.answer(request)
             if packet is None:
                 self.drops[verdict.value] += 1
                 continue
@@ -883,11 +896,10 @@ class Venue:
             packets.append(packet)
             answered.append(i)
         if packets:
-            burst, to = Burst.of(packets), dgs[answered]
+            burst, to = Burst.of(packets), senders[answered]
             port = np.full(len(packets), self.config.recovery_port, np.uint16)
             self._tx(self._frames([Datagrams(burst.buffer, burst.offsets, burst.lengths, to["src_ip"],
                                              to["src_port"], port, to["src_mac"])]))
-        return dataclasses.replace(result, datagrams=dgs[~asks])
 
     def _feed_datagrams(self, stream: bytes | np.ndarray) -> Datagrams:
         cfg = self.config

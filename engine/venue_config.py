@@ -23,12 +23,17 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
+from engine.itch import LENGTHS
+from engine.moldudp64 import BLOCK_HEADER_LEN, HEADER_LEN, MAX_PAYLOAD
+
 ORDER_PORT = 15000
 FEED_GROUP = "239.192.0.1"
 FEED_PORT = 15001
 FEED_SESSION = "NETIO00001"
 FEED_MAX_PAYLOAD = 1400
 RECOVERY_PORT = 15002
+# a MoldUDP64 header and ITCH 5.0's longest message in its block
+MIN_FEED_PAYLOAD = HEADER_LEN + BLOCK_HEADER_LEN + max(LENGTHS.values())
 RECOVERY_MESSAGES = 1 << 18
 
 
@@ -89,6 +94,9 @@ class VenueConfig:
             raise ValueError("recovery_port: 0 (no re-request server) or a UDP port of its own")
         if self.recovery_messages < 1 or self.recovery_messages & (self.recovery_messages - 1):
             raise ValueError("recovery_messages: a power of two")
+        if not MIN_FEED_PAYLOAD <= self.feed_max_payload <= MAX_PAYLOAD:
+            raise ValueError(f"feed_max_payload: {MIN_FEED_PAYLOAD}..{MAX_PAYLOAD} bytes (a MoldUDP64 header and "
+                             "the longest ITCH message must fit, in one UDP datagram)")
         if len(self.feed_session.encode()) > 10:
             raise ValueError("feed_session: at most 10 characters")
         if any(not (0 < len(f) <= 4 and f.isascii()) for f in self.firms):

@@ -99,13 +99,11 @@ def _device_irqs(root: Path, cpu: int) -> list[tuple[str, str]]:
 
 
 def _irq_cpus(root: Path, number: str) -> frozenset[int]:
-    """Where the interrupt is delivered now (effective affinity), else where it may be."""
+    """Where the interrupt is delivered now (its effective affinity: none for one not
+    started), or on a kernel that does not say, where it may be."""
     irq = root / "proc/irq" / number
-    for name in ("effective_affinity_list", "smp_affinity_list"):
-        text = _read(irq / name)
-        if text.strip():
-            return parse_cpulist(text)
-    return frozenset()
+    effective = irq / "effective_affinity_list"
+    return parse_cpulist(_read(effective if effective.exists() else irq / "smp_affinity_list"))
 
 
 def _read(path: Path) -> str:

@@ -60,6 +60,11 @@ def test_the_interrupts_a_cpu_took_most_of_are_named_first(tmp_path):
     assert cpu_share(2, root).irqs[0] == "eth0-tx-0"
 
 
+def test_an_interrupt_not_started_lands_nowhere(tmp_path):
+    root = machine(tmp_path, isolated="", nohz_full="", irq_cpus={"36": "", "41": "1", "42": ""})
+    assert cpu_share(1, root).irqs == ("eth0-rx-0",)
+
+
 def test_a_kernel_without_nohz_full_is_named_as_the_reason_the_tick_stays(tmp_path):
     root = machine(tmp_path, isolated="", nohz_full=None, irq_cpus={})
     line = cpu_share(1, root).describe()

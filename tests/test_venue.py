@@ -405,6 +405,16 @@ def test_the_example_venue_toml_loads_and_states_the_house_defaults():
     assert VenueConfig.load(ROOT / "engine" / "venue.example.toml") == VenueConfig()
 
 
+@pytest.mark.parametrize("fields, complaint", [
+    ({"recovery_port": 15000}, "recovery_port"),            # the order port's
+    ({"recovery_messages": 1000}, "power of two"),
+    ({"feed_max_payload": 71}, "feed_max_payload"),          # no room for ITCH's longest message
+])
+def test_a_venue_config_that_cannot_work_is_refused_with_the_field_named(fields, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        VenueConfig(**fields)
+
+
 def test_a_venue_toml_with_an_unknown_key_is_refused(tmp_path):
     (tmp_path / "v.toml").write_text("order_prot = 1\n")
     with pytest.raises(ValueError, match="order_prot"):
@@ -610,6 +620,33 @@ def test_a_feed_handler_that_lost_packets_gets_them_again_from_the_recovery_port
         assert counters["retransmit_requests"] == len(answers[fused]) >= len(feed) // 3 // 2
         assert counters["retransmitted_messages"] > 0 and not any("request" in k for k in counters["message_drops"])
     assert answers[True] == answers[False]
+
+
+def test_a_re_request_in_a_burst_of_orders_is_answered_after_the_bursts_own_frames_on_either_pipeline():
+    """Orders and a request in one burst: the orders' replies and feed go first, then the
+    answer, which already holds the messages that burst printed; the same frames from both."""
+    a = Client("10.9.0.1", 40001)
+    consumer = Client("10.9.0.9", 40100)
+    burst = [a.frame(datagram(enter("A1", "B", 100, "AAPL", 1_900_000))),
+             consumer.stack.build_udp(Burst.of([moldudp64.request("NETIO00001", 10, 5)]), VENUE_IP, 15002, 40100,
+                                      VENUE_MAC).to_bytes()[0],
+             a.frame(datagram(enter("A2", "S", 100, "AAPL", 1_900_000)))]
+    sent = {}
+    for fused in (False, True):
+        port, clock = MemoryPort(), iter(range(10**12, 10**13, 1000))
+        venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(), now_ns=lambda: next(clock), fused=fused)
+        port.sent.clear()                   # the start of day: sequence numbers 1..9
+        port.inbox = list(burst)
+        while venue.poll():
+            pass
+        venue.close()
+        sent[fused] = port.sent
+    assert sent[True] == sent[False]
+    answer = _payloads_to(sent[False][-1:], consumer, 40100)
+    assert len(answer) == 1 and not _payloads_to(sent[False][:-1], consumer, 40100)
+    p = moldudp64.decode(answer[0])
+    feed = [m for f in _payloads_to(sent[False][:-1], consumer, 15001) for m in moldudp64.decode(f).messages]
+    assert p.sequence == 10 and list(p.messages) == feed and len(feed) >= 2    # the add, then its execution
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["python", "fused"])

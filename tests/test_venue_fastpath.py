@@ -73,7 +73,8 @@ def test_the_fused_path_applies_the_configs_limits_with_a_mid_reference_like_the
 def test_a_burst_whose_caller_did_not_settle_the_last_one_settles_it_first(monkeypatch):
     """fp_settle (risk from the events, the feed into the re-request store) runs once the
     frames are sent; a caller that never calls it still gets every burst checked against
-    settled risk: frames, book and positions are those of the Python pipeline."""
+    settled risk and every message stored: frames (a re-request for the flow's last
+    messages among them), book and positions are those of the Python pipeline."""
     from engine import fastpath
 
     class Unsettled:             # engine._fastpath's lib without fp_settle
@@ -84,9 +85,13 @@ def test_a_burst_whose_caller_did_not_settle_the_last_one_settles_it_first(monke
             return (lambda v: None) if name == "fp_settle" else getattr(self.lib, name)
 
     clients = [Client(f"10.9.0.{20 + i}", 41000 + i) for i in range(3)]
-    # the flow, then a datagram to no port: the burst that settles the flow's last one
-    to_no_port = clients[0].stack.build_udp(Burst.of([b"x"]), VENUE_IP, 9, 41000, VENUE_MAC).to_bytes()
-    frames = random_flow(5, 300, clients) + to_no_port
+    # the flow, then a burst that settles its last one: a datagram to no port, and a
+    # request for the flow's last three feed messages
+    flow = random_flow(5, 300, clients)
+    last = run_venue(flow, False)[0].feed_seq - 3
+    ask = moldudp64.request("NETIO00001", last, 3)
+    frames = flow + [clients[0].stack.build_udp(Burst.of([b"x"]), VENUE_IP, 9, 41000, VENUE_MAC).to_bytes()[0],
+                     clients[0].stack.build_udp(Burst.of([ask]), VENUE_IP, 15002, 41000, VENUE_MAC).to_bytes()[0]]
     py, sent_py = run_venue(frames, False, per_poll=3)
     monkeypatch.setattr(fastpath, "lib", Unsettled(fastpath.lib))
     fu, sent_fu = run_venue(frames, True, per_poll=3)
@@ -94,6 +99,7 @@ def test_a_burst_whose_caller_did_not_settle_the_last_one_settles_it_first(monke
     for name in ("position", "open_buy", "open_sell"):
         assert np.array_equal(getattr(fu.risk, name), getattr(py.risk, name)), name
     assert fu.counters()["stack"]["drops"] == py.counters()["stack"]["drops"] == {"unbound_port": 1}
+    assert fu.counters()["retransmitted_messages"] == py.counters()["retransmitted_messages"] == 3
 
 
 def test_the_fused_path_answers_arp_and_drops_bad_ouch_like_the_python_pipeline():

@@ -75,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feed-group", help=f"multicast group of the ITCH feed (default {d.feed_group})")
     p.add_argument("--feed-port", type=int, help=f"UDP port of the feed (default {d.feed_port})")
     p.add_argument("--recovery-port", type=int, help="UDP port of the feed's MoldUDP64 re-request server, which "
-                   f"answers from the feed's latest {d.recovery_messages:,} messages; 0: none "
-                   f"(default {d.recovery_port})")
+                   "answers from the feed's latest messages (recovery_messages in --config, default "
+                   f"{d.recovery_messages:,}) after each burst's own frames; 0: none (default {d.recovery_port})")
     p.add_argument("--config", help="venue TOML: symbols, ports, feed, limits (see engine/venue.example.toml)")
     p.add_argument("--journal", help="append every command batch here before acknowledging (replayed on start)")
     p.add_argument("--hlog", help="per-stage latency interval log (HdrHistogram, for netio-report)")
@@ -273,7 +273,7 @@ def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
         if lock_memory:
             from engine.fastpath import lock_memory
             lock_memory()
-    except OSError as e:
+    except (OSError, ValueError) as e:
         print(f"{who}: {e}", file=sys.stderr)
         return False
     return True
