@@ -754,6 +754,12 @@ uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
     return k;
 }
 
+void match_prefetch(const struct book *b, const struct command *cmds, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++)
+        __builtin_prefetch(&b->h_table[h_hash(cmds[k].client, cmds[k].token) & b->hash_mask]);
+}
+
 uint64_t match_tsc(void)
 {
     return stamp();

@@ -68,6 +68,10 @@ uint32_t match_run(struct book *b, const struct command *cmds, uint32_t n,
                    struct event *ev, uint32_t cap, uint32_t *n_events, uint32_t *need,
                    uint64_t *tsc);
 
+/* Ask the CPU for the slot of the (client, token) table that match_run probes first for
+ * each of commands[0..n): called before the risk checks, its misses overlap their work. */
+void match_prefetch(const struct book *b, const struct command *cmds, uint32_t n);
+
 /* The CPU's time stamp counter, to calibrate the per-command stamps against a clock. */
 uint64_t match_tsc(void);
 
