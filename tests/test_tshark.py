@@ -121,6 +121,38 @@ def test_tshark_reads_our_moldudp64_packets_field_for_field(tmp_path):
     assert [m for raw in packets for m in mold.decode(raw).messages] == messages
 
 
+def test_tshark_reads_the_venues_re_request_answer_as_the_messages_its_feed_sent(tmp_path):
+    """The venue's frames as it sent them: a cross printed on the feed (multicast to
+    15001), then the answer to a request for those messages (unicast from 15002): tshark
+    reads both as MoldUDP64 without complaint, and the answer as the feed's messages."""
+    from scapy.all import Ether
+
+    from engine.venue import Venue
+    from engine.venue_config import VenueConfig
+    from netio.port import Burst
+    from tests.test_venue import VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, enter
+    port, client = MemoryPort(), Client("10.9.0.1", 40001)
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig())
+    first = venue.feed_seq
+    port.sent.clear()
+    port.inbox = [client.frame(datagram(enter("A1", "B", 100, "AAPL", 1_900_000),
+                                        enter("A2", "S", 100, "AAPL", 1_900_000)))]
+    venue.poll()
+    asked = venue.feed_seq - first
+    request = mold.request("NETIO00001", first, asked)
+    port.inbox = [client.stack.build_udp(Burst.of([request]), VENUE_IP, 15002, 40001, VENUE_MAC).to_bytes()[0]]
+    venue.poll()
+    venue.close()
+    seen = protos(dissect(tmp_path, [Ether(f) for f in port.sent], "udp.port==15001,moldudp64",
+                          "udp.port==15002,moldudp64"), "moldudp64")
+    *feed, answered = seen
+    assert len(feed) >= 1 and asked >= 2 and not any(malformed(f) for f in seen)
+    assert (one(answered, "moldudp64.session"), int(one(answered, "moldudp64.sequence"))) == ("NETIO00001", first)
+    assert [int(v) for v in values(answered, "moldudp64.msgseq")] == list(range(first, first + asked))
+    assert values(answered, "moldudp64.msgdata", "value") == [
+        v for f in feed for v in values(f, "moldudp64.msgdata", "value")]
+
+
 def test_tshark_and_our_decoder_agree_on_malformed_moldudp64(tmp_path):
     overrun = mold.encode("S", 1, [b"abcd"])[:-1]
     eos_with_data = mold.end_of_session("S", 1) + b"\x00\x00"
