@@ -26,7 +26,7 @@ from enum import Enum
 
 import numpy as np
 
-from engine.moldudp64 import HEADER_LEN
+from engine.moldudp64 import HEADER_LEN, _session_bytes
 
 try:
     from engine._moldudp64 import ffi, lib
@@ -55,7 +55,7 @@ class Retransmissions:
     def __init__(self, session: str, messages: int, max_payload: int):
         if messages < 1 or messages & (messages - 1):
             raise ValueError(f"recovery_messages must be a power of two, not {messages}")
-        self.session = session.encode().ljust(10)
+        self.session = _session_bytes(session)
         self.max_payload = max_payload
         self._bytes = np.zeros(messages * BLOCK_BYTES, np.uint8)
         self._start = np.zeros(messages, np.uint64)
