@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from netio import hwstamp, iface, teardown
+from netio import hwstamp, iface, pages, teardown
 from netio.teardown import STATE_DIR
 from netio.port import Burst, Port, PortError, PortInfo, PortStats, PortUnavailable, TimestampSource
 
@@ -277,6 +277,7 @@ class XdpPort(Port):
 
         self.frame_size = frame_size
         self._map = mmap.mmap(-1, frames * frame_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        pages.ask_for_huge_pages(self._map)   # before the kernel pins it, when it registers the UMEM
         self.umem = np.frombuffer(self._map, np.uint8)   # page-aligned: mmap'd memory
         self._umem_c = ffi.from_buffer("uint8_t[]", self.umem)
         self.info = PortInfo(backend="xdp", iface=iface_name, queue=queue, ts_source=TimestampSource.TSC,
@@ -297,6 +298,7 @@ class XdpPort(Port):
             if self._meta is not None and self._xsk == ffi.NULL:   # a bind attempt that did not finish
                 self._meta.release()
             raise
+        self._describe_umem_pages()
         if rx_metadata:
             self._describe_rx_timestamps(iface_name)
         if tx_timestamps:
@@ -417,6 +419,16 @@ class XdpPort(Port):
         self.info.details["rx_timestamps"] = (
             f"NIC hardware stamps ({ifname}'s PHC) from the XDP program" if why is None else
             f"no NIC RX stamps: {why}; frames carry the kernel's CLOCK_TAI from the XDP program")
+
+    def _describe_umem_pages(self) -> None:
+        huge = min(pages.huge_page_bytes(self.umem), self.umem.nbytes)
+        self.info.details["umem_huge_page_bytes"] = huge
+        if huge < self.umem.nbytes:
+            self.info.fallbacks.append(
+                f"{(self.umem.nbytes - huge) / 2**20:g} of the UMEM's {self.umem.nbytes / 2**20:g} MiB on 4 kB "
+                f"pages (transparent huge pages: {pages.thp_setting()}), a TLB miss a frame more often; "
+                f"`echo madvise > {pages.THP_SETTING}` lets netio have 2 MB pages")
+            log.info("netio: %s", self.info.fallbacks[-1])
 
     def _bind(self, ifname: str, queue: int, mode: str, zero_copy: bool, frame_size: int, frames: int,
               ring_size: int) -> tuple[int, int]:

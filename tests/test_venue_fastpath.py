@@ -13,6 +13,7 @@ from engine.commands import COMMAND_DTYPE
 from engine.matching import Matcher
 from engine.venue import Venue
 from engine.venue_config import VenueConfig
+from netio.pages import huge_page_bytes
 from netio.port import Burst
 from tests.test_venue import (ROOT, VENUE_IP, VENUE_MAC, Client, MemoryPort, datagram, empty_book, enter, random_flow,
                               split_output)
@@ -287,20 +288,6 @@ def test_lock_memory_makes_the_pages_mapped_later_resident_too_and_unlock_releas
     assert _locked_kb() == 0
 
 
-def _huge_kb(array: np.ndarray) -> int:
-    """AnonHugePages of the mappings ``array`` lies in."""
-    start, end = array.ctypes.data, array.ctypes.data + array.nbytes
-    inside, kb = False, 0
-    for line in open("/proc/self/smaps"):
-        head = line.split()[0]
-        if "-" in head and ":" not in head:
-            lo, hi = (int(a, 16) for a in head.split("-"))
-            inside = lo < end and start < hi
-        elif inside and line.startswith("AnonHugePages:"):
-            kb += int(line.split()[1])
-    return kb
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CAP_IPC_LOCK) to lock all its memory")
 @pytest.mark.skipif("[never]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read(),
                     reason="transparent huge pages are off on this machine")
@@ -312,7 +299,7 @@ def test_huge_pages_moves_a_locked_table_onto_2_mb_pages():
     try:
         table = np.zeros(16 << 20, np.uint8)
         moved, _ = huge_pages()
-        assert moved >= 14 << 20 and _huge_kb(table) >= 14 << 10
+        assert moved >= 14 << 20 and huge_page_bytes(table) >= 14 << 20
     finally:
         unlock_memory()
 

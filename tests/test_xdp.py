@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from netio import iface, tsc
+from netio import iface, pages, tsc
 from netio.netns import VethNamespace, leftovers
 from wire import capture_in_namespace, frames_to, send_from_namespace
 from netio.port import Burst, PortError, PortUnavailable, TimestampSource, open_port
@@ -132,6 +132,24 @@ def test_auto_mode_records_each_step_down_as_a_sentence(veth):
     with pytest.raises(PortUnavailable, match="no AF_XDP socket could be bound.*zero-copy"):
         xdp.XdpPort(veth.host_if, zero_copy=True)
     assert iface.xdp_program(veth.host_if) is None
+
+
+@pytest.mark.skipif(pages.thp_setting() not in ("always", "madvise"),
+                    reason="transparent huge pages are off on this machine")
+def test_the_umem_lies_on_2_mb_pages(veth):
+    """Every frame's page stays in the TLB: the UMEM asked for huge pages before the kernel
+    pinned it (a 4 MiB UMEM is two whole 2 MB pages: the mapping is 2 MB aligned)."""
+    with xdp.XdpPort(veth.host_if, xdp_mode="native", frames=1024) as port:
+        assert port.info.details["umem_huge_page_bytes"] == port.umem.nbytes
+        assert not any("UMEM" in f for f in port.info.fallbacks)
+
+
+def test_a_umem_on_4_kb_pages_is_said_with_how_to_have_2_mb_ones(veth, monkeypatch):
+    monkeypatch.setattr(pages, "huge_page_bytes", lambda array: 0)
+    with xdp.XdpPort(veth.host_if, xdp_mode="native", frames=1024) as port:
+        assert port.info.details["umem_huge_page_bytes"] == 0
+        assert any(f.startswith("4 of the UMEM's 4 MiB on 4 kB pages") and pages.THP_SETTING in f
+                   for f in port.info.fallbacks), port.info.fallbacks
 
 
 def test_busy_poll_is_reported_only_when_the_kernel_took_it(veth):

@@ -1,0 +1,55 @@
+"""Memory on 2 MB pages: asking for them, and seeing where they were given.
+
+A frame, a ring slot or a table row on its own 4 kB page costs a TLB miss when the walk
+that reads it has been away long enough (on a VM, a two-level page-table walk): memory a
+hot path touches belongs on 2 MB pages. Transparent huge pages give them to anonymous
+memory that asks (MADV_HUGEPAGE) before it is first touched, when
+/sys/kernel/mm/transparent_hugepage/enabled is ``always`` or ``madvise``.
+"""
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def ask_for_huge_pages(area: mmap.mmap) -> bool:
+    """Ask for 2 MB pages for a private anonymous mapping not touched yet (shared memory
+    follows its own setting, shmem_enabled); False where this kernel has no transparent
+    huge pages (the memory stays on 4 kB pages)."""
+    try:
+        area.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE
+        return False
+    return True
+
+
+def huge_page_bytes(array: np.ndarray) -> int:
+    """Bytes of the mappings ``array`` lies in that are on 2 MB pages (their
+    AnonHugePages in /proc/self/smaps). The kernel merges neighbouring mappings made
+    alike into one, so this can count a neighbour's pages too."""
+    start = array.ctypes.data
+    end = start + array.nbytes
+    inside, kb = False, 0
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):     # a mapping's first line: lo-hi perms ...
+                lo, hi = (int(a, 16) for a in head.split("-"))
+                inside = lo < end and start < hi
+            elif inside and head == "AnonHugePages:":
+                kb += int(line.split()[1])
+    return kb << 10
+
+
+def thp_setting() -> str:
+    """The transparent huge page mode in use (``always``, ``madvise``, ``never``), or
+    ``not built`` on a kernel without them."""
+    try:
+        with open(THP_SETTING) as f:
+            modes = f.read().split()
+    except FileNotFoundError:
+        return "not built"
+    return next((m.strip("[]") for m in modes if m.startswith("[")), " ".join(modes))
