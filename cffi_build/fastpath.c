@@ -94,6 +94,7 @@ struct priv {
      * zeroed per datagram); its per-type counts [256] just run on */
     uint32_t scan_stats[OUCH_STAT_SIZE];
     uint32_t max_burst;
+    uint64_t polled_tsc;            /* fp_poll's last turn, or the end of its last burst's walk */
     /* left for fp_settle: the last burst's events for risk to settle from, and its feed
      * stream for the re-request server's store (feed_len bytes in itch, messages from
      * sequence number feed_first on) */
@@ -769,6 +770,14 @@ static void submit(struct fp_venue *v, const struct nx_burst_api *api, struct nx
     v->counts[FP_TX_RING_FULL] += n - sent;
 }
 
+static void stalled(struct fp_venue *v, uint64_t cycles)
+{
+    v->counts[FP_STALLS]++;
+    v->counts[FP_STALLED_CYCLES] += (int64_t)cycles;
+    if ((int64_t)cycles > v->counts[FP_LONGEST_STALL])
+        v->counts[FP_LONGEST_STALL] = (int64_t)cycles;
+}
+
 int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *umem, uint32_t burst_size,
                 uint32_t max_bursts, uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen)
 {
@@ -783,7 +792,13 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
     uint32_t len[burst_size], clock;
     int64_t recorded = 0;
     *frames_seen = 0;
-    while ((uint64_t)recorded < max_bursts && __rdtsc() < until_tsc) {
+    for (uint64_t now = __rdtsc(); (uint64_t)recorded < max_bursts; now = __rdtsc()) {
+        uint64_t gap = now - p->polled_tsc;
+        p->polled_tsc = now;
+        if (gap > v->stall_cycles && v->stall_cycles)
+            stalled(v, gap);
+        if (now >= until_tsc)
+            break;
         uint32_t n = api->rx_burst_meta(x, burst_size, off, len, rx_stamps, meta, &clock, &poll_tsc);
         if (!n)
             continue;
@@ -819,6 +834,7 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
             api->tx_kick(x);
         }
         api->release(x, off, n);
+        p->polled_tsc = __rdtsc();  /* the burst's own time is not a stall */
         if (!nc)
             continue;
         uint64_t *s = stamps + (size_t)recorded * FP_STAMPS;
@@ -874,6 +890,7 @@ static void *run(void *arg)
     struct fp_runner *r = arg;
     struct fp_venue *v = r->v;
     uint64_t dropped[FP_STAMPS], seen, feed_seq = v->feed_seq, feed_at = __rdtsc();
+    ((struct priv *)v->priv)->polled_tsc = feed_at;
     while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
         int full = r->head - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->mask;
         uint64_t *slot = full ? dropped : r->ring + (r->head & r->mask) * FP_STAMPS;
@@ -894,6 +911,7 @@ static void *run(void *arg)
         } else if (r->heartbeat_cycles && now - feed_at > r->heartbeat_cycles) {
             heartbeat(r);
             feed_at = now;
+            ((struct priv *)v->priv)->polled_tsc = __rdtsc();     /* sending it is no stall */
         }
     }
     return NULL;

@@ -23,7 +23,11 @@ enum {                              /* slots of fp_venue.counts */
     FP_DROP_OUCH_REJECT,            /* + OUCH_R_* (5 slots) */
     FP_RETRANSMITTED = FP_DROP_OUCH_REJECT + 5,    /* feed messages sent again on request */
     FP_REQUESTS,                    /* + MOLD_Q_* (4 slots): re-requests by verdict */
-    FP_N_COUNTS = FP_REQUESTS + 4
+    /* fp_poll's turns that came more than stall_cycles after the one before (the machine
+     * took the CPU from the loop): how many, their cycles in all, and the longest (a
+     * maximum, not a sum) */
+    FP_STALLS = FP_REQUESTS + 4, FP_STALLED_CYCLES, FP_LONGEST_STALL,
+    FP_N_COUNTS
 };
 
 /* TSC hops of a burst (engine.telemetry.HOPS): fp_burst stamps the first six, fp_poll the
@@ -70,6 +74,7 @@ struct fp_venue {
     /* fp_poll's command timestamps: this struct netio_clock (tsc_clock.h, a CLOCK_REALTIME
      * model) applied to the poll's TSC reading; NULL: clock_gettime(CLOCK_REALTIME) */
     const void *clock;
+    uint64_t stall_cycles;          /* fp_poll counts gaps longer than this (0: none) */
     int64_t counts[FP_N_COUNTS];
     int64_t rejects[256];           /* commands rejected, by RejectReason */
     /* the journals (engine.journal, FlushPolicy.BATCH): -1 = none; next sequence numbers;
@@ -117,8 +122,9 @@ int64_t fp_answer(struct fp_venue *v, const uint8_t *buf);
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each
  * and sending its frames (submit, then kick); command timestamps in CLOCK_REALTIME (see
  * fp_venue.clock). For each burst with commands, stamps gets FP_STAMPS values (the hops,
- * frames, commands, the port's RX stamp and its clock). Returns the bursts recorded, or an
- * FP_ERR_*. */
+ * frames, commands, the port's RX stamp and its clock). Turns of the loop more than
+ * stall_cycles apart, not counting a burst's walk, are counted as stalls (FP_STALLS).
+ * Returns the bursts recorded, or an FP_ERR_*. */
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
                 uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen);
 

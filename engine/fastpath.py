@@ -10,7 +10,9 @@ frames; the Journal objects are told how far C got after every call.
 On an AF_XDP port the walk runs on a C thread of its own (``start``: fp_start runs fp_poll,
 which reads and sends through the port's C table, ``XdpPort.c_api``, and sends the feed's
 heartbeats) and Python only drains each burst's stamps (``drain``); on other ports one
-burst per ``burst`` call.
+burst per ``burst`` call. The thread counts the times the machine took its CPU for longer
+than STALL_S (``cpu_stalls``, ``cpu_stalled_us``, ``cpu_longest_stall_us`` in counts()):
+an order that arrives then waits, and one in the middle of its walk takes that much longer.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from netio.stack import ip_int
 MAX_BURST = 256
 RING_BURSTS = 1 << 16   # stamps of bursts with commands the loop's thread holds for drain()
 CHECK_S = 100e-6        # how soon the thread sees stop()
+STALL_S = 10e-6         # a gap in the loop's polling this long is a stall: the p99.9 goal's length
 
 _COUNTS = ["rx_frames", "datagrams", "messages", "commands", "fills", "accepted", "replies",
            "feed_messages", "tx_frames"]
@@ -152,6 +155,7 @@ class FusedPath:
         self._failed = False        # drain() raised what ended the thread
         self._limits_used = []      # every limits table the thread may still read
         self.stamps_lost = self.heartbeats = 0
+        self._cycles_per_s = 0.0    # the TSC rate start() was given
         self._reply_cap = MAX_BURST * 2048
         self._reply_buf = np.frombuffer(ffi.buffer(v.reply_buf, self._reply_cap), np.uint8)
         self._xdp = None
@@ -262,6 +266,8 @@ class FusedPath:
         The port's close() stops it first."""
         self._limits()
         api, xsk, umem = self._xdp
+        self._cycles_per_s = cycles_per_s
+        self.v.stall_cycles = int(STALL_S * cycles_per_s)
         runner = lib.fp_start(self.v, api, xsk, umem, burst_size, RING_BURSTS, int(CHECK_S * cycles_per_s),
                               int(heartbeat_s * cycles_per_s))
         if runner == ffi.NULL:
@@ -309,6 +315,10 @@ class FusedPath:
         counts = {name: c[i] for i, name in enumerate(_COUNTS) if c[i]}
         counts.update({name: k for name, k in (("retransmit_requests", c[lib.FP_REQUESTS]),
                                                ("retransmitted_messages", c[lib.FP_RETRANSMITTED])) if k})
+        if self._cycles_per_s:      # the loop's thread ran: its stalls, none or some
+            us = 1e6 / self._cycles_per_s
+            counts.update(cpu_stalls=c[lib.FP_STALLS], cpu_stalled_us=round(c[lib.FP_STALLED_CYCLES] * us),
+                          cpu_longest_stall_us=round(c[lib.FP_LONGEST_STALL] * us, 1))
         # the loop's thread: its heartbeats, and stamps the full ring dropped (never the bursts)
         counts.update({name: k for name, k in (("feed_heartbeats", self.heartbeats),
                                                ("telemetry_stamps_lost", self.stamps_lost)) if k})

@@ -341,6 +341,8 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
         got = json.loads(out.stdout)
         status = venue.stderr.readline()        # a status line comes every second
         assert "orders/s" in status and "fills" in status and "drops" in status, status
+        if backend == "xdp-locked":       # the loop's own thread: how often the machine took its CPU
+            assert " stalls " in status, status
         venue.send_signal(signal.SIGTERM)
         _, err = venue.communicate(timeout=20)
     finally:

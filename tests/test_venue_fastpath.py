@@ -458,6 +458,32 @@ def test_on_af_xdp_the_fused_loops_thread_answers_a_re_request_to_the_asking_soc
     assert venue.counters()["retransmitted_messages"] == 1 + len(cfg.symbols)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces, AF_XDP and a real-time process")
+@pytest.mark.timeout(60)
+def test_the_fused_loops_thread_counts_the_time_the_machine_took_its_cpu():
+    """A real-time process that spins for 50 ms on the loop's CPU takes it from the loop:
+    counted as a stall at least that long."""
+    import subprocess
+    import sys
+
+    from netio import iface
+    from netio.netns import VethNamespace
+    from tools.run import open_venue_port
+    cpu = max(os.sched_getaffinity(0))
+    spin = "import time\nend = time.monotonic() + 0.05\nwhile time.monotonic() < end: pass"
+    with VethNamespace("vnst") as v:
+        iface.set_offloads(v.ns_if, tx_checksum=False, gro=True, netns=v.ns_name)
+        with open_venue_port(v.host_if, "xdp", 0) as port:
+            venue = Venue(port, str(v.subnet.network_address + 10), v.host_mac)
+            assert venue.start(cpu)
+            subprocess.run(["taskset", "-c", str(cpu), "chrt", "--fifo", "10", sys.executable, "-c", spin],
+                           check=True, timeout=30)
+            venue.close()
+    c = venue.counters()
+    assert c["cpu_stalls"] >= 1 and c["cpu_longest_stall_us"] >= 50_000
+    assert c["cpu_stalled_us"] >= c["cpu_longest_stall_us"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.timeout(60)
 def test_closing_the_port_first_stops_the_fused_loops_thread():

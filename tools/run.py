@@ -227,6 +227,8 @@ def _status(venue: Venue, elapsed: float, last: dict) -> str:
              f"live {c['live_orders']}",
              "rejects " + (",".join(f"{k}={v}" for k, v in c["rejects"].items()) or "0"),
              "drops " + (",".join(f"{k}={v}" for k, v in drops.items()) or "0")]
+    if "cpu_stalls" in c:       # the fused loop's thread: the machine took its CPU
+        parts.append(f"stalls {rate('cpu_stalls'):,.0f}/s (longest {c['cpu_longest_stall_us']:,.0f}us)")
     if venue.telemetry:
         live = venue.telemetry.live()
         parts.append(" ".join(f"{tag} {p50 / 1000:.1f}/{p99 / 1000:.1f}us" for tag, (p50, p99, _) in live.items()))
@@ -282,6 +284,15 @@ def _prepare(cpu: int | None, lock_memory: bool, who: str) -> bool:
 def _say_what_shares(cpu: int, who: str) -> None:
     """What else runs on the venue's CPU: the floor under its latency tail."""
     print(f"{who}: {cpu_share(cpu).describe()}", file=sys.stderr)
+
+
+def _say_stalls(counters: dict, who: str, out=sys.stderr) -> None:
+    """How often the machine took the fused loop's CPU: what an order caught then waited."""
+    if "cpu_stalls" in counters:
+        from engine.fastpath import STALL_S
+        print(f"{who}: the machine took the venue loop's CPU {counters['cpu_stalls']:,} times for over "
+              f"{STALL_S * 1e6:.0f} us ({counters['cpu_stalled_us'] / 1000:,.1f} ms in all, the longest "
+              f"{counters['cpu_longest_stall_us']:,.0f} us): an order it caught took that much longer", file=out)
 
 
 def _huge_pages(who: str) -> None:
@@ -353,7 +364,9 @@ def run_venue(args) -> int:
         finally:
             venue.close()
             _final_state(venue, args.final_state)
-        print("netio-run: " + json.dumps(venue.counters(), default=int), file=sys.stderr)
+        counters = venue.counters()
+        print("netio-run: " + json.dumps(counters, default=int), file=sys.stderr)
+        _say_stalls(counters, "netio-run")
     finally:
         port.close()
     return {None: EXIT_OK, signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}[stopper.signum]
@@ -412,7 +425,9 @@ def run_demo(args) -> int:
                 lg_out, _ = loadgen.communicate(timeout=10)
         finally:
             port.close()
-    print(f"\n=== venue ({port.info.backend}): {json.dumps(venue.counters(), default=int)}")
+    counters = venue.counters()
+    print(f"\n=== venue ({port.info.backend}): {json.dumps(counters, default=int)}")
+    _say_stalls(counters, "netio-run --demo", sys.stdout)
     print("\n=== load generator (round trip from intended send time, in the namespace)")
     print(lg_out)
     print("=== per-stage latency breakdown (venue.hlog + loadgen.hlog)")

@@ -56,6 +56,9 @@ its clients run in the namespace pinned to CPU 1. Figures:
   at a few hundred a second and 2 us, near the 0.1% a p99.9 under 10 us allows.
   ``venue_cpu_timer_irqs_per_s``: the timer ticks the venue's CPU took per second during
   the light runs (median), interruptions the kernel makes whatever the venue does.
+  ``venue_loop_stalls_per_s``: the same gaps seen from inside the venue during the light
+  runs (median): the fused loop's own count of turns that came over 10 us after the one
+  before (engine.fastpath.STALL_S, ``cpu_stalls`` in the venue's counters).
   ``venue_cpu_isolated``, ``_tickless``, ``_device_irqs``: whether that CPU is in isolcpus
   and nohz_full and how many device interrupts land there (netio.isolation): on an
   isolated, tickless CPU without device interrupts only what a hypervisor takes remains.
@@ -191,14 +194,16 @@ class Bench:
                         venue.set_clock(sync.update())
                         next_clock = time.monotonic() + 1
             out, _ = client.communicate(timeout=30)
-            ticks_per_s = (timer_interrupts(VENUE_CPU) - ticks) / (time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            ticks_per_s = (timer_interrupts(VENUE_CPU) - ticks) / elapsed
             stages = venue.telemetry.summary()
-            commands = venue.counters().get("commands", 0)
+            counters = venue.counters()
             venue.close()
         finally:
             port.close()
         return {"client": json.loads(out), "fused": venue.fused, "total": stages["TOTAL"],
-                "orders_per_s": commands / max(last - first, 1e-9) if first else 0.0, "ticks_per_s": ticks_per_s,
+                "orders_per_s": counters.get("commands", 0) / max(last - first, 1e-9) if first else 0.0,
+                "ticks_per_s": ticks_per_s, "stalls_per_s": counters.get("cpu_stalls", 0) / elapsed,
                 "stages": {tag: {p: h.get_value_at_percentile(q) for p, q in PERCENTILES}
                            for tag, h in stages.items()}}
 
@@ -374,6 +379,7 @@ def _timed() -> dict:
     out["venue_cpu_isolated"], out["venue_cpu_tickless"] = share.isolated, share.tickless
     out["venue_cpu_device_irqs"] = len(share.irqs)
     out["venue_cpu_timer_irqs_per_s"] = round(_median(r["ticks_per_s"] for r in venue_runs))
+    out["venue_loop_stalls_per_s"] = round(_median(r["stalls_per_s"] for r in venue_runs))
     for p, q in PERCENTILES:
         out[f"internal_ns_{p}"] = round(_median(r["total"].get_value_at_percentile(q) for r in venue_runs))
     out["internal_pct_over_10us"] = round(_median(_pct_over(r["total"], 10_000) for r in venue_runs), 3)
