@@ -94,6 +94,7 @@ struct priv {
      * zeroed per datagram); its per-type counts [256] just run on */
     uint32_t scan_stats[OUCH_STAT_SIZE];
     uint32_t max_burst;
+    uint64_t now_ns;                /* the last fp_burst's, for fp_answer's rate limit */
     uint64_t polled_tsc;            /* fp_poll's last turn, or the end of its last burst's walk */
     /* left for fp_settle: the last burst's events for risk to settle from, and its feed
      * stream for the re-request server's store (feed_len bytes in itch, messages from
@@ -584,8 +585,9 @@ int64_t fp_answer(struct fp_venue *v, const uint8_t *buf)
     for (uint32_t a = 0; a < n; a++) {
         const struct stk_datagram *g = &p->asks[a];
         int verdict;
-        uint32_t sent, len = mold_store_answer(v->recovery, v->feed_session, buf + g->offset, g->length, room,
-                                               (uint8_t *)p->mold.p + (size_t)k * room, &verdict, &sent);
+        uint32_t sent, len = mold_store_answer(v->recovery, v->feed_session, buf + g->offset, g->length, g->src_ip,
+                                               p->now_ns, room, (uint8_t *)p->mold.p + (size_t)k * room, &verdict,
+                                               &sent);
         v->counts[FP_REQUESTS + verdict]++;
         v->counts[FP_RETRANSMITTED] += sent;
         if (!len)
@@ -653,6 +655,7 @@ int64_t fp_burst(struct fp_venue *v, const uint8_t *buf, const int64_t *off, con
     stamps[FP_POLL] = __rdtsc();
     if (p->unsettled || p->feed_len)     /* the caller did not settle the last burst */
         fp_settle(v);
+    p->now_ns = now_ns;
     v->n_out = 0;
     v->n_replies = 0;
     if (n > p->max_burst || ensure_clients(v, p))

@@ -174,8 +174,21 @@ void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *str
         s->first++;
 }
 
-uint32_t mold_store_answer(const struct mold_store *s, const uint8_t *session, const uint8_t *req,
-                           uint32_t req_len, uint32_t max_payload, uint8_t *out, int *verdict,
+/* Take one answer from asker's budget at now_ns; 0: none left. */
+static int within_budget(struct mold_store *s, uint32_t asker, uint64_t now_ns)
+{
+    if (!s->interval_ns)
+        return 1;
+    uint64_t *due = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask];
+    uint64_t next = *due > now_ns ? *due : now_ns;
+    if (next - now_ns > s->burst_ns)
+        return 0;
+    *due = next + s->interval_ns;
+    return 1;
+}
+
+uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const uint8_t *req, uint32_t req_len,
+                           uint32_t asker, uint64_t now_ns, uint32_t max_payload, uint8_t *out, int *verdict,
                            uint32_t *messages)
 {
     *messages = 0;
@@ -191,6 +204,10 @@ uint32_t mold_store_answer(const struct mold_store *s, const uint8_t *session, c
     }
     if (seq < s->first || seq >= s->next) {
         *verdict = MOLD_Q_NOT_HELD;
+        return 0;
+    }
+    if (!within_budget(s, asker, now_ns)) {
+        *verdict = MOLD_Q_RATE_LIMITED;
         return 0;
     }
     uint32_t o = HEADER, n = 0;

@@ -47,6 +47,13 @@ struct mold_store {
     uint64_t bytes_mask, seq_mask;
     uint64_t first, next;           /* messages first .. next - 1 are held */
     uint64_t end;                   /* position after the newest block */
+    /* Each asker's budget of answers (the generic cell rate algorithm: a token bucket
+     * kept as one time). Askers' IPv4 addresses hash to the slots of due; askers that
+     * share a slot share its budget. A slot's answer is due every interval_ns, and may
+     * come up to burst_ns early: a burst of burst_ns / interval_ns + 1 answers, then one
+     * every interval_ns. interval_ns 0: no limit. */
+    uint64_t *due;                  /* [due_mask + 1]: ns */
+    uint64_t due_mask, interval_ns, burst_ns;
 };
 
 /* Hold a block stream (len bytes, whole blocks, as mold_pack takes it) of messages
@@ -55,13 +62,14 @@ struct mold_store {
 void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *stream, size_t len);
 
 /* What became of a request (engine.recovery.Verdict, in this order). */
-enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD };
+enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD, MOLD_Q_RATE_LIMITED };
 
-/* Answer a request packet (req_len bytes: session, sequence, count) for session: one
- * downstream packet into out, of at most max_payload bytes, with the requested messages
- * the store holds from the requested sequence number on, as many whole ones as fit.
- * Returns its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*) and
- * *messages how many went. */
-uint32_t mold_store_answer(const struct mold_store *s, const uint8_t *session, const uint8_t *req,
-                           uint32_t req_len, uint32_t max_payload, uint8_t *out, int *verdict,
+/* Answer a request packet (req_len bytes: session, sequence, count) for session from
+ * asker (an IPv4 address) at now_ns: one downstream packet into out, of at most
+ * max_payload bytes, with the requested messages the store holds from the requested
+ * sequence number on, as many whole ones as fit, if the asker's budget allows. Returns
+ * its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*) and *messages
+ * how many went. */
+uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const uint8_t *req, uint32_t req_len,
+                           uint32_t asker, uint64_t now_ns, uint32_t max_payload, uint8_t *out, int *verdict,
                            uint32_t *messages);

@@ -14,8 +14,12 @@ Requests are answered after the burst they came in has sent its own frames, so a
 re-request never holds up an order's replies. The store lives in memory: a venue
 restarted on its journal holds only what its feed sends from then on (older messages
 are ``NOT_HELD``). Like any MoldUDP64 re-request server it sends back far more than it
-is sent, to whatever source a request names: serve it on networks you trust
-(``recovery_port = 0`` turns it off).
+is sent, to whatever source a request names, so each asking address gets at most
+``answers_per_s`` answers a second (a tenth of a second's worth at once; addresses that
+hash alike share a budget) and requests beyond it are dropped as ``RATE_LIMITED``: an
+asker that keeps within it still recovers tens of thousands of messages a second, and a
+forged source draws at most answers_per_s packets a second onto its victim. Serve it on
+networks you trust (``recovery_port = 0`` turns it off).
 
 The store is C (cffi_build/moldudp64.c) shared by both pipelines: the Python-driven one
 calls ``add`` and ``answer``; the fused walk adds to it and answers from it in C.
@@ -34,6 +38,8 @@ except ImportError as _e:  # pragma: no cover - the module is built by `make nat
     raise ImportError(f"engine._moldudp64 is not built ({_e}); run `make native`") from _e
 
 BLOCK_BYTES = 64            # ring bytes per message held: ITCH 5.0's longest is 50, + 2
+BUDGET_SLOTS = 4096         # asker addresses hash to this many budgets
+BURST_S = 0.1               # an asker's budget holds this long's worth of answers
 
 
 class Verdict(str, Enum):
@@ -43,6 +49,7 @@ class Verdict(str, Enum):
     MALFORMED = "request_malformed"
     WRONG_SESSION = "request_wrong_session"
     NOT_HELD = "request_not_held"
+    RATE_LIMITED = "request_rate_limited"
 
 
 VERDICTS = list(Verdict)
@@ -50,9 +57,10 @@ VERDICTS = list(Verdict)
 
 class Retransmissions:
     """The latest ``messages`` messages (a power of two) of ``session``'s feed, and the
-    answers to requests for them in packets of at most ``max_payload`` bytes."""
+    answers to requests for them in packets of at most ``max_payload`` bytes, at most
+    ``answers_per_s`` a second to each asker (0: no limit)."""
 
-    def __init__(self, session: str, messages: int, max_payload: int):
+    def __init__(self, session: str, messages: int, max_payload: int, answers_per_s: int = 0):
         if messages < 1 or messages & (messages - 1):
             raise ValueError(f"recovery_messages must be a power of two, not {messages}")
         self.session = _session_bytes(session)
@@ -63,6 +71,12 @@ class Retransmissions:
         self._store.bytes = ffi.from_buffer("uint8_t[]", self._bytes)
         self._store.start = ffi.from_buffer("uint64_t[]", self._start)
         self._store.bytes_mask, self._store.seq_mask = len(self._bytes) - 1, messages - 1
+        self._due = np.zeros(BUDGET_SLOTS, np.uint64)
+        self._store.due, self._store.due_mask = ffi.from_buffer("uint64_t[]", self._due), BUDGET_SLOTS - 1
+        if answers_per_s:
+            interval = 10**9 // answers_per_s
+            self._store.interval_ns = interval
+            self._store.burst_ns = interval * (max(1, int(answers_per_s * BURST_S)) - 1)
         self._out = np.zeros(max_payload, np.uint8)
         self._verdict, self._sent = ffi.new("int *"), ffi.new("uint32_t *")
 
@@ -81,9 +95,10 @@ class Retransmissions:
         from ``first_sequence``, as the feed sent them."""
         lib.mold_store_add(self._store, first_sequence, ffi.from_buffer(stream), len(stream))
 
-    def answer(self, request: bytes | np.ndarray) -> tuple[bytes | None, Verdict, int]:
-        """(the downstream packet that answers ``request`` or None, the verdict, messages in it)."""
-        n = lib.mold_store_answer(self._store, self.session, ffi.from_buffer(request), len(request),
+    def answer(self, request: bytes | np.ndarray, asker: int, now_ns: int) -> tuple[bytes | None, Verdict, int]:
+        """(the downstream packet that answers ``request`` from IPv4 address ``asker`` (an
+        int) at ``now_ns`` or None, the verdict, messages in it)."""
+        n = lib.mold_store_answer(self._store, self.session, ffi.from_buffer(request), len(request), asker, now_ns,
                                   self.max_payload, ffi.from_buffer("uint8_t[]", self._out, require_writable=True),
                                   self._verdict, self._sent)
         return (self._out[:n].tobytes() if n >= HEADER_LEN else None), VERDICTS[self._verdict[0]], self._sent[0]

@@ -199,7 +199,8 @@ class Venue:
         self.recovery = None
         if cfg.recovery_port:
             self.stack.bind(cfg.recovery_port)
-            self.recovery = Retransmissions(cfg.feed_session, cfg.recovery_messages, cfg.feed_max_payload)
+            self.recovery = Retransmissions(cfg.feed_session, cfg.recovery_messages, cfg.feed_max_payload,
+                                            cfg.recovery_answers_per_s)
         n_sym = len(cfg.symbols)
         self.tick = np.array([s.tick for s in cfg.symbols], np.int64)
         self.names = np.array([s.name.ljust(8).encode() for s in cfg.symbols], "S8")
@@ -887,9 +888,9 @@ class Venue:
     def _answer(self, requests: list[bytes], senders: np.ndarray) -> None:
         """Answer requests from the feed's store, unicast to each sender, after the burst's
         own frames: a re-request never holds up an order's replies."""
-        packets, answered = [], []
-        for i, request in enumerate(requests):
-            packet, verdict, sent = self.recovery.answer(request)
+        packets, answered, now = [], [], self.now_ns()
+        for i, (request, asker) in enumerate(zip(requests, senders["src_ip"].tolist())):
+            packet, verdict, sent = self.recovery.answer(request, asker, now)
             if packet is None:
                 self.drops[verdict.value] += 1
                 continue

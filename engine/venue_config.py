@@ -8,7 +8,8 @@ that source IP:port as SoupBinTCP 'S' (sequenced data) packets, several per data
 MoldUDP64 to ``feed_group:feed_port``, session ``feed_session``, at most
 ``feed_max_payload`` bytes of MoldUDP64 payload per datagram. Its re-request server
 (engine.recovery) answers MoldUDP64 requests to ``recovery_port`` (0: none) from the
-feed's latest ``recovery_messages`` messages.
+feed's latest ``recovery_messages`` messages, at most ``recovery_answers_per_s`` a second
+to each asking address (0: no limit), a tenth of a second's worth at once.
 
 Prices on the wire are OUCH/ITCH Price(4) integers (1/10000 dollar); the matching core
 works in ticks: ``ticks = price // tick_size``. A symbol's stock locate (ITCH) is its
@@ -35,6 +36,7 @@ RECOVERY_PORT = 15002
 # a MoldUDP64 header and ITCH 5.0's longest message in its block
 MIN_FEED_PAYLOAD = HEADER_LEN + BLOCK_HEADER_LEN + max(LENGTHS.values())
 RECOVERY_MESSAGES = 1 << 18
+RECOVERY_ANSWERS_PER_S = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,7 @@ class VenueConfig:
     feed_max_payload: int = FEED_MAX_PAYLOAD
     recovery_port: int = RECOVERY_PORT
     recovery_messages: int = RECOVERY_MESSAGES
+    recovery_answers_per_s: int = RECOVERY_ANSWERS_PER_S
     firms: tuple[str, ...] = ("FIRM", "LOAD", "TEST", "DEMO")
     limits: str | None = None
     pool_size: int = 1 << 16
@@ -94,6 +97,8 @@ class VenueConfig:
             raise ValueError("recovery_port: 0 (no re-request server) or a UDP port of its own")
         if self.recovery_messages < 1 or self.recovery_messages & (self.recovery_messages - 1):
             raise ValueError("recovery_messages: a power of two")
+        if self.recovery_answers_per_s < 0:
+            raise ValueError("recovery_answers_per_s: answers a second to each asker, or 0 for no limit")
         if not MIN_FEED_PAYLOAD <= self.feed_max_payload <= MAX_PAYLOAD:
             raise ValueError(f"feed_max_payload: {MIN_FEED_PAYLOAD}..{MAX_PAYLOAD} bytes (a MoldUDP64 header and "
                              "the longest ITCH message must fit, in one UDP datagram)")

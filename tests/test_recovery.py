@@ -19,8 +19,12 @@ def message(seq: int) -> bytes:
     return seq.to_bytes(8, "big")[: 1 + seq % 8] * (1 + seq % 6)
 
 
-def ask(store: Retransmissions, sequence: int, count: int, session: str = SESSION):
-    return store.answer(moldudp64.request(session, sequence, count))
+ASKER = 0x0a000014          # 10.0.0.20
+
+
+def ask(store: Retransmissions, sequence: int, count: int, session: str = SESSION, asker: int = ASKER,
+        now_ns: int = 0):
+    return store.answer(moldudp64.request(session, sequence, count), asker, now_ns)
 
 
 def test_a_request_is_answered_with_the_messages_from_its_sequence_number_in_the_feeds_session():
@@ -93,7 +97,37 @@ def test_a_stream_that_does_not_follow_the_newest_message_restarts_the_store():
 def test_a_request_that_cannot_be_answered_says_why_and_sends_nothing(request_bytes, verdict):
     store = Retransmissions(SESSION, 64, 1400)
     store.add(1, blocks([message(1)]))
-    assert store.answer(request_bytes) == (None, verdict, 0)
+    assert store.answer(request_bytes, ASKER, 0) == (None, verdict, 0)
+
+
+def test_each_asker_gets_a_tenth_of_a_seconds_worth_of_answers_at_once_then_its_rate():
+    """1,000 answers a second: 100 at once, then one a millisecond; another asker has a
+    budget of its own."""
+    store = Retransmissions(SESSION, 64, 1400, answers_per_s=1000)
+    store.add(1, blocks([message(s) for s in range(1, 11)]))
+    t = 5 * 10**9
+    assert [ask(store, 1, 1, now_ns=t)[1] for _ in range(100)] == [Verdict.ANSWERED] * 100
+    assert ask(store, 1, 1, now_ns=t)[1:] == (Verdict.RATE_LIMITED, 0)
+    assert ask(store, 1, 1, now_ns=t + 999_000)[1] == Verdict.RATE_LIMITED
+    assert ask(store, 1, 1, now_ns=t + 1_000_000)[1] == Verdict.ANSWERED
+    assert ask(store, 1, 1, now_ns=t + 1_000_000)[1] == Verdict.RATE_LIMITED
+    assert ask(store, 1, 1, asker=ASKER + 1, now_ns=t)[1] == Verdict.ANSWERED
+    assert [ask(store, 1, 1, now_ns=t + 10**9)[1] for _ in range(100)] == [Verdict.ANSWERED] * 100   # refilled
+
+
+def test_requests_that_are_not_answered_take_nothing_from_the_budget():
+    store = Retransmissions(SESSION, 64, 1400, answers_per_s=10)     # one at once
+    store.add(1, blocks([message(1)]))
+    assert ask(store, 2, 1)[1] == Verdict.NOT_HELD
+    assert ask(store, 1, 1, session="OTHER")[1] == Verdict.WRONG_SESSION
+    assert ask(store, 1, 1)[1] == Verdict.ANSWERED
+    assert ask(store, 1, 1)[1] == Verdict.RATE_LIMITED
+
+
+def test_without_a_limit_every_answerable_request_is_answered():
+    store = Retransmissions(SESSION, 64, 1400)
+    store.add(1, blocks([message(1)]))
+    assert {ask(store, 1, 1)[1] for _ in range(10_000)} == {Verdict.ANSWERED}
 
 
 def test_the_store_holds_a_power_of_two_of_messages():

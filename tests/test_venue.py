@@ -410,6 +410,7 @@ def test_the_example_venue_toml_loads_and_states_the_house_defaults():
 @pytest.mark.parametrize("fields, complaint", [
     ({"recovery_port": 15000}, "recovery_port"),            # the order port's
     ({"recovery_messages": 1000}, "power of two"),
+    ({"recovery_answers_per_s": -1}, "recovery_answers_per_s"),
     ({"feed_max_payload": 71}, "feed_max_payload"),          # no room for ITCH's longest message
 ])
 def test_a_venue_config_that_cannot_work_is_refused_with_the_field_named(fields, complaint):
@@ -671,3 +672,25 @@ def test_requests_the_recovery_port_cannot_answer_are_counted_by_reason_and_get_
     assert counters["message_drops"] == {"request_wrong_session": 1, "request_not_held": 1, "request_malformed": 1}
     assert (counters["retransmit_requests"], counters["retransmitted_messages"]) == (1, 1)
     assert counters["stack"]["delivered"] == 4 and counters.get("datagrams", 0) == 0
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["python", "fused"])
+def test_an_asker_past_its_budget_of_answers_is_counted_as_rate_limited_and_gets_nothing_more(fused):
+    """150 requests at once from one address, at 1,000 answers a second: the first 100
+    (a tenth of a second's worth) are answered, the rest dropped; another address is not
+    held back by it."""
+    port, clock = MemoryPort(), iter(range(10**12, 10**13, 1000))
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(recovery_answers_per_s=1000), now_ns=lambda: next(clock),
+                  fused=fused)
+    greedy, other = Client("10.9.0.9", 40100), Client("10.9.0.10", 40100)
+    request = moldudp64.request("NETIO00001", 1, 1)
+    port.sent.clear()
+    port.inbox = [c.stack.build_udp(Burst.of([request]), VENUE_IP, 15002, 40100, VENUE_MAC).to_bytes()[0]
+                  for c in [greedy] * 150 + [other]]
+    while venue.poll():
+        pass
+    counters = venue.counters()
+    venue.close()
+    assert len(_payloads_to(port.sent, greedy, 40100)) == 100 and len(_payloads_to(port.sent, other, 40100)) == 1
+    assert counters["retransmit_requests"] == 101 and counters["message_drops"] == {"request_rate_limited": 50}
+
