@@ -8,6 +8,7 @@ or invented, a fill with the wrong size, a feed packet skipped, a 200 ms stall.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from engine import itch, moldudp64, ouch, soupbintcp
+from engine.recovery import Retransmissions
 from engine.venue_config import Symbol
 from tools import loadgen
 from tools.report.hlog import read_run
@@ -41,6 +43,7 @@ class FakeVenue(threading.Thread):
     invent=n           after the n-th reply, an Execution for a token nobody sent
     overfill=n         the n-th Execution (taker side) reports 100 shares more than were open
     feed_skip=n        the n-th feed packet is never sent (its sequence numbers are lost)
+    recovery=True      answer MoldUDP64 re-requests on ``recovery_port`` from every message sent
     hide_delete=n      the n-th ITCH Order Delete is never published (the sequence stays whole)
     stall=(n, s)       before request n, stop reading for s seconds
     """
@@ -58,6 +61,10 @@ class FakeVenue(threading.Thread):
         self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
         self.feed.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         self.feed_to = (feed_host, feed_port)
+        self.recovery = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.recovery.bind(("127.0.0.1", 0))
+        self.recovery_port = self.recovery.getsockname()[1]
+        self.store = Retransmissions(SESSION, 1 << 12, 1400)
         self.stop = threading.Event()
         self.book = {(s.name, side): [] for s in SYMBOLS for side in "BS"}   # resting orders, time order
         self.orders: dict[tuple, dict] = {}   # (client address, token) -> order
@@ -67,10 +74,12 @@ class FakeVenue(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65536)
-            except socket.timeout:
+            ready, _, _ = select.select([self.sock, self.recovery], [], [], 0.02)
+            if self.recovery in ready:
+                self.answer()
+            if self.sock not in ready:
                 continue
+            data, peer = self.sock.recvfrom(65536)
             replies, feed = [], []   # replies: (client address, message)
             for packet in soupbintcp.decode_all(data):
                 stall = self.faults.get("stall")
@@ -84,7 +93,14 @@ class FakeVenue(threading.Thread):
                 self.feed_packets += 1
                 if self.faults.get("feed_skip") != self.feed_packets:
                     self.feed.sendto(moldudp64.encode(SESSION, self.sequence, feed), self.feed_to)
+                self.store.add(self.sequence, b"".join(len(m).to_bytes(2, "big") + m for m in feed))
                 self.sequence += len(feed)
+
+    def answer(self) -> None:
+        data, peer = self.recovery.recvfrom(65536)
+        packet, _, _ = self.store.answer(data, 0, time.monotonic_ns())
+        if packet is not None and self.faults.get("recovery"):
+            self.recovery.sendto(packet, peer)
 
     def reply(self, replies: list, to, msg: str, **fields) -> None:
         t = ouch.spec(msg).type
@@ -173,6 +189,7 @@ class FakeVenue(threading.Thread):
         self.join(5)
         self.sock.close()
         self.feed.close()
+        self.recovery.close()
 
 
 def _run(tmp_path=None, rate=2000.0, duration=1.0, unicast=False, clients=1, **faults) -> loadgen.Summary:
@@ -183,7 +200,7 @@ def _run(tmp_path=None, rate=2000.0, duration=1.0, unicast=False, clients=1, **f
         cfg = loadgen.LoadConfig(venue=venue.address, bind="127.0.0.1:0", rate=rate, duration=duration,
                                  clients=clients, symbols=SYMBOLS, feed_group=None if unicast else GROUP, feed_port=feed_port,
                                  feed_bind=f"127.0.0.1:{feed_port}" if unicast else None, feed_iface="127.0.0.1",
-                                 feed_session=SESSION, drain=0.3, seed=7,
+                                 feed_session=SESSION, recovery_port=venue.recovery_port, drain=0.3, seed=7,
                                  hlog=str(tmp_path / "rtt.hlog") if tmp_path else None)
         return loadgen.run(cfg)
     finally:
@@ -256,10 +273,42 @@ def test_a_wrong_fill_is_detected_against_the_order_and_the_feed():
     assert s.feed_errors.get("execution differs") == 1 and not s.passed
 
 
-def test_a_feed_gap_is_detected():
+def test_a_feed_gap_the_re_request_server_does_not_fill_is_detected():
     s = _run(feed_skip=20)
-    assert s.feed_gaps == 1 and s.feed_missing >= 1 and not s.passed
+    assert s.feed_gaps == 1 and s.feed_missing >= 1 and s.feed_recovered == 0 and not s.passed
     assert s.lost == {} and s.unexpected == {}   # the order entry side was fine
+
+
+def test_a_feed_gap_is_filled_from_the_re_request_server_and_its_messages_are_checked():
+    s = _run(feed_skip=20, recovery=True)
+    assert s.passed, s.failures
+    assert s.feed_gaps == s.feed_missing == 0 and s.feed_recovered >= 1
+
+
+def test_recovery_asks_again_for_what_did_not_fit_one_answer():
+    """A gap of 300 Add Orders: answers of at most 1,400 bytes hold 36 each, so nine asks."""
+    store = Retransmissions(SESSION, 1 << 10, 1400)
+    adds = [itch.pack("A", stock_locate=0, order_reference_number=k, buy_sell_indicator="B", shares=100,
+                      stock="AAPL", price=1_900_000) for k in range(1, 302)]
+    store.add(1, b"".join(len(m).to_bytes(2, "big") + m for m in adds))
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    asked = []
+
+    def serve():
+        while len(asked) < 9:
+            data, peer = server.recvfrom(100)
+            asked.append(moldudp64.decode_request(data))
+            server.sendto(store.answer(data, 0, 0)[0], peer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    cfg = loadgen.LoadConfig(venue="127.0.0.1:1", feed_iface="127.0.0.1", feed_session=SESSION,
+                             recovery_port=server.getsockname()[1])
+    feed = [moldudp64.encode(SESSION, 1, adds[:1]), moldudp64.encode(SESSION, 301, adds[300:])]   # 2..300 lost
+    got = loadgen.recover(cfg, b"".join(feed), np.array([0, len(feed[0])]), np.array([len(p) for p in feed]))
+    server.close()
+    assert [(a.sequence, a.count) for a in asked][:2] == [(2, 299), (38, 263)]
+    assert [m for p in got for m in moldudp64.decode(p).messages] == adds[1:300]
 
 
 def test_an_order_canceled_but_left_on_the_feed_is_detected():

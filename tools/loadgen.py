@@ -16,10 +16,11 @@ as received, with their kernel receive stamps, and checked after the drain:
   nothing for a cancel or replace of an order that is no longer live); nothing
   duplicated, nothing for tokens or states the client does not have;
 * executions consistent: never more shares than open, never through the limit price;
-* feed: MoldUDP64 sequence without gaps; every own execution printed as ITCH E/C/P with
-  the same match number, shares and price; every own order that rested added as A/F (or
-  U for a replacement) with its order reference number, side, price and shares, and taken
-  off as D/X when we canceled it.
+* feed: MoldUDP64 sequence without gaps (the messages of a gap are asked for again from
+  the venue's re-request server, ``recovery_port``: only a gap it does not fill fails);
+  every own execution printed as ITCH E/C/P with the same match number, shares and
+  price; every own order that rested added as A/F (or U for a replacement) with its order
+  reference number, side, price and shares, and taken off as D/X when we canceled it.
 
 With ``clients`` > 1 the flow is dealt over several sockets, each a venue session of its
 own, whose orders trade with each other. Round trips go to an HdrHistogram interval log
@@ -54,6 +55,8 @@ SOURCE_COMMENT = "[Source: open-loop]"   # tools/report/hlog.py reads the loop m
 _PACKET_LEN = {t: ouch.INBOUND[chr(t)].length + 3 for t in KIND_NAMES}  # SoupBinTCP header + OUCH
 _TOKEN_DIGITS = 14
 _MAX_EXAMPLES = 5
+RECOVERY_WAIT_S = 0.2       # for each answer of the re-request server
+RECOVERY_TRIES = 5          # unanswered requests in a row before a gap is given up
 
 
 @dataclasses.dataclass
@@ -90,6 +93,7 @@ class LoadConfig:
     feed_iface: str | None = None   # local address to join on; None: the one that reaches the venue
     feed_bind: str | None = None    # unicast feed: "host:port" to receive on
     feed_session: str = VenueConfig.feed_session
+    recovery_port: int = VenueConfig.recovery_port    # the venue's MoldUDP64 re-request server; 0: ask nothing
     hlog: str | None = None
     interval: float = 1.0           # s per .hlog interval
 
@@ -97,7 +101,8 @@ class LoadConfig:
     def from_venue(cls, venue: VenueConfig, host: str, **overrides) -> LoadConfig:
         """A run against a venue at `host` described by `venue` (ports, feed, symbols)."""
         return cls(venue=f"{host}:{venue.order_port}", symbols=venue.symbols, feed_group=venue.feed_group,
-                   feed_port=venue.feed_port, feed_session=venue.feed_session, **overrides)
+                   feed_port=venue.feed_port, feed_session=venue.feed_session, recovery_port=venue.recovery_port,
+                   **overrides)
 
 
 @dataclasses.dataclass
@@ -119,8 +124,9 @@ class Summary:
     wrong_fills: dict[str, int]
     feed_packets: int
     feed_messages: int
-    feed_gaps: int
-    feed_missing: int               # messages in the gaps
+    feed_gaps: int                  # gaps the re-request server did not fill
+    feed_missing: int               # messages in them
+    feed_recovered: int             # messages of gaps the re-request server sent again
     feed_errors: dict[str, int]
     rx_drops: dict[str, int]        # datagrams the client's own ports dropped, by port and reason
     rtt_ns: dict[str, int]          # count, p50, p99, p99.9, max
@@ -156,7 +162,8 @@ class Summary:
             f"fills       {self.fills} ({self.filled_shares} shares); wrong fills {sum(self.wrong_fills.values())}"
             f" {_fmt(self.wrong_fills)}",
             f"feed        {self.feed_messages} messages in {self.feed_packets} packets; gaps {self.feed_gaps}"
-            f" ({self.feed_missing} messages missing); errors {sum(self.feed_errors.values())} {_fmt(self.feed_errors)}",
+            f" ({self.feed_missing} messages missing; {self.feed_recovered} recovered from the re-request server);"
+            f" errors {sum(self.feed_errors.values())} {_fmt(self.feed_errors)}",
             f"rx drops    {sum(self.rx_drops.values())} {_fmt(self.rx_drops)}",
             f"RTT (ns)    n={r['count']} p50={r['p50']} p99={r['p99']} p99.9={r['p99.9']} max={r['max']}"
             f"  (from intended send times; sender lag max {self.max_send_lag_ns} ns)",
@@ -650,14 +657,70 @@ def check_replies(sched: Schedule, dec: ouch.Decoded) -> tuple[_Book, int]:
 class FeedResult:
     packets: int = 0
     messages: int = 0
-    gaps: int = 0
+    gaps: int = 0                   # not filled by the recovered packets
     missing: int = 0
+    recovered: int = 0
     errors: Counter = dataclasses.field(default_factory=Counter)
 
 
+def _our_packets(cfg: LoadConfig, mold: moldudp64.Decoded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask of the well-formed packets of our session, their first sequence numbers, their
+    message counts) of decoded MoldUDP64 packets."""
+    session = cfg.feed_session.encode().ljust(moldudp64.SESSION_LEN)
+    ours = (mold.status == 0) & (mold.headers["session"] == session)
+    count = mold.headers["count"][ours].astype(np.int64)
+    count[count == moldudp64.END_OF_SESSION_COUNT] = 0
+    return ours, mold.headers["sequence"][ours].astype(np.int64), count
+
+
+def _sequence_gaps(seq: np.ndarray, count: np.ndarray) -> tuple[list[tuple[int, int]], int]:
+    """The gaps in packets' sequence numbers in arrival order, as (first missing, how many),
+    and the packets that came behind the sequence (duplicated or reordered)."""
+    if len(seq) < 2:
+        return [], 0
+    expected = np.maximum.accumulate(seq + count)[:-1]
+    gap = seq[1:] - expected
+    return [(int(expected[k]), int(gap[k])) for k in np.flatnonzero(gap > 0)], int((gap < 0).sum())
+
+
+def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """Ask the venue's re-request server (``cfg.recovery_port``) for the messages of every gap
+    in the feed datagrams received: each answer holds as many as fit, so the rest is asked
+    for again; a gap is given up after RECOVERY_TRIES unanswered requests in a row (the
+    server keeps only the latest messages, and holds each asker to a rate). Returns the
+    answers, MoldUDP64 packets."""
+    _, seq, count = _our_packets(cfg, moldudp64.decode_views(buf, offsets, lengths))
+    gaps, _ = _sequence_gaps(seq, count)
+    if not gaps or not cfg.recovery_port:
+        return []
+    host = cfg.venue.rpartition(":")[0]
+    answers = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((cfg.feed_iface or _local_address_towards(host), 0))
+        sock.settimeout(RECOVERY_WAIT_S)
+        for first, n in gaps:
+            at, end, misses = first, first + n, 0
+            while at < end and misses < RECOVERY_TRIES:
+                sock.sendto(moldudp64.request(cfg.feed_session, at, min(end - at, 0xFFFE)), (host, cfg.recovery_port))
+                try:
+                    data = sock.recv(65536)
+                    packet = moldudp64.decode(data)
+                except (TimeoutError, moldudp64.MoldError):
+                    misses += 1
+                    continue
+                if packet.session != cfg.feed_session or packet.sequence != at or not packet.messages:
+                    misses += 1     # an answer to an earlier request that came late
+                    continue
+                answers.append(data)
+                at += len(packet.messages)
+                misses = 0
+    return answers
+
+
 def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
-               book: _Book, examples: list[str]) -> FeedResult:
-    """Sequence the MoldUDP64 packets of our session and find our fills and adds in the ITCH."""
+               book: _Book, examples: list[str], recovered: list[bytes] = ()) -> FeedResult:
+    """Sequence the MoldUDP64 packets of our session (``recovered``: packets the re-request
+    server sent again, which fill gaps) and find our fills and adds in the ITCH."""
     res = FeedResult()
 
     def error(what: str, detail: str, count: int = 1) -> None:
@@ -665,25 +728,31 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
         if len(examples) < _MAX_EXAMPLES:
             examples.append(f"feed {what}: {detail}")
 
+    live = len(offsets)
+    if recovered:
+        sizes = np.array([len(p) for p in recovered], np.int64)
+        offsets = np.concatenate([offsets, len(buf) + np.cumsum(sizes) - sizes])
+        lengths = np.concatenate([lengths, sizes])
+        buf = buf + b"".join(recovered)
     mold = moldudp64.decode_views(buf, offsets, lengths)
     for reason, c in mold.rejects.items():
         error(f"bad MoldUDP64 packet ({reason})", f"{c} packets", c)
-    session = cfg.feed_session.encode().ljust(moldudp64.SESSION_LEN)
-    ours = (mold.status == 0) & (mold.headers["session"] == session)
-    res.packets = int(ours.sum())
-    seq = mold.headers["sequence"][ours].astype(np.int64)
-    count = mold.headers["count"][ours].astype(np.int64)
-    count[count == moldudp64.END_OF_SESSION_COUNT] = 0
-    if len(seq) > 1:
-        expected = np.maximum.accumulate(seq + count)[:-1]
-        gap = seq[1:] - expected
-        res.gaps, res.missing = int((gap > 0).sum()), int(gap[gap > 0].sum())
-        if res.gaps and len(examples) < _MAX_EXAMPLES:
-            k = int(np.flatnonzero(gap > 0)[0])
-            examples.append(f"feed gap: expected sequence {int(expected[k])}, got {int(seq[k + 1])}")
-        stale = int((gap < 0).sum())
-        if stale:
-            error("packet behind the sequence", "duplicate or reordered packets", stale)
+    ours, seq, count = _our_packets(cfg, mold)
+    from_feed = np.flatnonzero(ours) < live
+    res.packets = int(from_feed.sum())
+    gaps, stale = _sequence_gaps(seq[from_feed], count[from_feed])
+    if stale:
+        error("packet behind the sequence", "duplicate or reordered packets", stale)
+    held = np.unique(np.concatenate([np.arange(q, q + c) for q, c in zip(seq[~from_feed], count[~from_feed])] +
+                                    [np.zeros(0, np.int64)]))
+    for first, n in gaps:
+        got = int(np.searchsorted(held, first + n) - np.searchsorted(held, first))
+        res.recovered += got
+        if got < n:
+            res.gaps, res.missing = res.gaps + 1, res.missing + n - got
+            if res.gaps == 1 and len(examples) < _MAX_EXAMPLES:
+                examples.append(f"feed gap: {n - got} of sequence {first} to {first + n - 1} never arrived"
+                                + (" nor came back from the re-request server" if cfg.recovery_port else ""))
     good_packets = np.flatnonzero(ours)
     take = np.isin(mold.packet, good_packets)
     res.messages = int(take.sum())
@@ -816,7 +885,11 @@ def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
         book.unexpected[what] += c
     lost, silent = book.lost_and_silent()
     rtt = round_trips(sched, book, stamps[datagram_of] if len(datagram_of) else stamps[:0], start_ns)
-    fres = (check_feed(cfg, *market.joined()[:3], book, book.examples) if cfg.feed else FeedResult())
+    if cfg.feed:
+        feed_datagrams = market.joined()[:3]
+        fres = check_feed(cfg, *feed_datagrams, book, book.examples, recover(cfg, *feed_datagrams))
+    else:
+        fres = FeedResult()
     if cfg.hlog:
         write_hlog(cfg.hlog, rtt, sched, start_ns, cfg.interval)
 
@@ -838,6 +911,7 @@ def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
         unexpected=dict(book.unexpected), rejects=dict(book.rejects), cancels=dict(book.cancels),
         fills=len(book.fills), filled_shares=sum(f[1] for f in book.fills), wrong_fills=dict(book.wrong),
         feed_packets=fres.packets, feed_messages=fres.messages, feed_gaps=fres.gaps, feed_missing=fres.missing,
+        feed_recovered=fres.recovered,
         feed_errors=dict(fres.errors), rx_drops=rx_drops,
         rtt_ns={"count": int(len(answered)), "p50": pct[0], "p99": pct[1], "p99.9": pct[2],
                 "max": int(answered.max()) if len(answered) else 0},
@@ -885,6 +959,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feed", action="store_true", help="do not join or check the ITCH feed")
     p.add_argument("--feed-iface", help="local address to join the feed group on (default: the one towards the venue)")
     p.add_argument("--feed-addr", help="receive the feed unicast on this host:port instead of the group")
+    p.add_argument("--recovery-port", type=int,
+                   help="the venue's MoldUDP64 re-request server, asked for the messages of feed gaps after the "
+                        f"run (default: the venue config's, {d.recovery_port}); 0: ask nothing, a gap fails the run")
     p.add_argument("--hlog", help="write round trips to this HdrHistogram interval log (tag RoundTrip, ns)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -908,6 +985,10 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         cfg.venue = f"{host}:{port}"
     if args.feed_addr:
         cfg.feed_group, cfg.feed_bind = None, args.feed_addr
+    if args.recovery_port is not None:
+        if not 0 <= args.recovery_port <= 65535:
+            raise ValueError("--recovery-port: a UDP port, or 0 to ask nothing")
+        cfg.recovery_port = args.recovery_port
     if cfg.rate <= 0 or cfg.duration <= 0 or cfg.batch <= 0 or cfg.clients <= 0:
         raise ValueError("--rate, --duration, --batch and --clients must be positive")
     if cfg.cancel_ratio < 0 or cfg.replace_ratio < 0 or cfg.cancel_ratio + cfg.replace_ratio > 1:
