@@ -25,6 +25,8 @@
 #include "xdp_meta.h"
 #include "tsc_clock.h"
 
+_Static_assert(FP_STALLS - FP_REQUESTS == MOLD_Q_N, "a count of re-requests for every MOLD_Q_* verdict");
+
 /* stack.c's interface (its structs live in stack.c; this one mirrors struct stk_datagram) */
 struct stk_config;
 struct stk_datagram {
@@ -796,10 +798,10 @@ int64_t fp_poll(struct fp_venue *v, const void *api_, void *xsk, const uint8_t *
     int64_t recorded = 0;
     *frames_seen = 0;
     for (uint64_t now = __rdtsc(); (uint64_t)recorded < max_bursts; now = __rdtsc()) {
-        uint64_t gap = now - p->polled_tsc;
+        int64_t gap = (int64_t)(now - p->polled_tsc);      /* < 0: the thread moved to a CPU behind */
         p->polled_tsc = now;
-        if (gap > v->stall_cycles && v->stall_cycles)
-            stalled(v, gap);
+        if (v->stall_cycles && gap > (int64_t)v->stall_cycles)
+            stalled(v, (uint64_t)gap);
         if (now >= until_tsc)
             break;
         uint32_t n = api->rx_burst_meta(x, burst_size, off, len, rx_stamps, meta, &clock, &poll_tsc);

@@ -122,9 +122,10 @@ int64_t fp_answer(struct fp_venue *v, const uint8_t *buf);
  * max_bursts bursts carried commands or the TSC passes until_tsc, running fp_burst on each
  * and sending its frames (submit, then kick); command timestamps in CLOCK_REALTIME (see
  * fp_venue.clock). For each burst with commands, stamps gets FP_STAMPS values (the hops,
- * frames, commands, the port's RX stamp and its clock). Turns of the loop more than
- * stall_cycles apart, not counting a burst's walk, are counted as stalls (FP_STALLS).
- * Returns the bursts recorded, or an FP_ERR_*. */
+ * frames, commands, the port's RX stamp and its clock). Idle turns of the loop more than
+ * stall_cycles apart are counted as stalls (FP_STALLS): the machine took the CPU, or a
+ * wakeup syscall of the port's took that long. A stall inside a burst's walk is not
+ * counted; it shows in that burst's latency. Returns the bursts recorded, or an FP_ERR_*. */
 int64_t fp_poll(struct fp_venue *v, const void *api, void *xsk, const uint8_t *umem, uint32_t burst_size, uint32_t max_bursts,
                 uint64_t until_tsc, uint64_t *stamps, uint64_t *frames_seen);
 

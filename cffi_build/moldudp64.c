@@ -180,6 +180,8 @@ static int within_budget(struct mold_store *s, uint32_t asker, uint64_t now_ns)
     if (!s->interval_ns)
         return 1;
     uint64_t *due = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask];
+    if (*due > now_ns + s->burst_ns + s->interval_ns)
+        *due = now_ns;              /* further ahead than any budget reaches: the clock stepped back */
     uint64_t next = *due > now_ns ? *due : now_ns;
     if (next - now_ns > s->burst_ns)
         return 0;

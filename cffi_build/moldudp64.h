@@ -62,7 +62,7 @@ struct mold_store {
 void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *stream, size_t len);
 
 /* What became of a request (engine.recovery.Verdict, in this order). */
-enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD, MOLD_Q_RATE_LIMITED };
+enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD, MOLD_Q_RATE_LIMITED, MOLD_Q_N };
 
 /* Answer a request packet (req_len bytes: session, sequence, count) for session from
  * asker (an IPv4 address) at now_ns: one downstream packet into out, of at most

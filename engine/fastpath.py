@@ -11,8 +11,10 @@ On an AF_XDP port the walk runs on a C thread of its own (``start``: fp_start ru
 which reads and sends through the port's C table, ``XdpPort.c_api``, and sends the feed's
 heartbeats) and Python only drains each burst's stamps (``drain``); on other ports one
 burst per ``burst`` call. The thread counts the times the machine took its CPU for longer
-than STALL_S (``cpu_stalls``, ``cpu_stalled_us``, ``cpu_longest_stall_us`` in counts()):
-an order that arrives then waits, and one in the middle of its walk takes that much longer.
+than STALL_S while it waited for frames (``cpu_stalls``, ``cpu_stalled_us``,
+``cpu_longest_stall_us`` in counts()): an order that arrives then waits, and one in the
+middle of its walk when such a gap comes takes that much longer (that shows in its
+latency, not in the count).
 """
 from __future__ import annotations
 
@@ -317,7 +319,7 @@ class FusedPath:
                                                ("retransmitted_messages", c[lib.FP_RETRANSMITTED])) if k})
         if self._cycles_per_s:      # the loop's thread ran: its stalls, none or some
             us = 1e6 / self._cycles_per_s
-            counts.update(cpu_stalls=c[lib.FP_STALLS], cpu_stalled_us=round(c[lib.FP_STALLED_CYCLES] * us),
+            counts.update(cpu_stalls=c[lib.FP_STALLS], cpu_stalled_us=round(c[lib.FP_STALLED_CYCLES] * us, 1),
                           cpu_longest_stall_us=round(c[lib.FP_LONGEST_STALL] * us, 1))
         # the loop's thread: its heartbeats, and stamps the full ring dropped (never the bursts)
         counts.update({name: k for name, k in (("feed_heartbeats", self.heartbeats),

@@ -39,7 +39,7 @@ except ImportError as _e:  # pragma: no cover - the module is built by `make nat
 
 BLOCK_BYTES = 64            # ring bytes per message held: ITCH 5.0's longest is 50, + 2
 BUDGET_SLOTS = 4096         # asker addresses hash to this many budgets
-BURST_S = 0.1               # an asker's budget holds this long's worth of answers
+BURST_PER_S = 10            # an asker's budget holds a tenth of a second's worth of answers
 
 
 class Verdict(str, Enum):
@@ -76,7 +76,7 @@ class Retransmissions:
         if answers_per_s:
             interval = 10**9 // answers_per_s
             self._store.interval_ns = interval
-            self._store.burst_ns = interval * (max(1, int(answers_per_s * BURST_S)) - 1)
+            self._store.burst_ns = interval * (max(1, answers_per_s // BURST_PER_S) - 1)
         self._out = np.zeros(max_payload, np.uint8)
         self._verdict, self._sent = ffi.new("int *"), ffi.new("uint32_t *")
 

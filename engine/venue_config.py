@@ -97,8 +97,9 @@ class VenueConfig:
             raise ValueError("recovery_port: 0 (no re-request server) or a UDP port of its own")
         if self.recovery_messages < 1 or self.recovery_messages & (self.recovery_messages - 1):
             raise ValueError("recovery_messages: a power of two")
-        if self.recovery_answers_per_s < 0:
-            raise ValueError("recovery_answers_per_s: answers a second to each asker, or 0 for no limit")
+        if type(self.recovery_answers_per_s) is not int or not 0 <= self.recovery_answers_per_s <= 10**9:
+            raise ValueError("recovery_answers_per_s: a whole number of answers a second to each asker, "
+                             "at most 1,000,000,000, or 0 for no limit")
         if not MIN_FEED_PAYLOAD <= self.feed_max_payload <= MAX_PAYLOAD:
             raise ValueError(f"feed_max_payload: {MIN_FEED_PAYLOAD}..{MAX_PAYLOAD} bytes (a MoldUDP64 header and "
                              "the longest ITCH message must fit, in one UDP datagram)")

@@ -13,12 +13,25 @@ import mmap
 import numpy as np
 
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+HUGE_PAGE = 2 << 20
+
+
+def huge_page_area(size: int) -> tuple[mmap.mmap, np.ndarray]:
+    """``size`` bytes of fresh private memory that asked for 2 MB pages and starts on a
+    2 MB boundary (a huge page maps only an aligned 2 MB): (the mapping, which owns it;
+    the bytes, an array into it). Not touched yet, so the kernel can give it huge pages
+    when it is."""
+    # room to start on a boundary, and for a whole huge page under the last bytes
+    area = mmap.mmap(-1, -(-size // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    ask_for_huge_pages(area)
+    start = -np.frombuffer(area, np.uint8, count=1).ctypes.data % HUGE_PAGE
+    return area, np.frombuffer(area, np.uint8, count=size, offset=start)
 
 
 def ask_for_huge_pages(area: mmap.mmap) -> bool:
     """Ask for 2 MB pages for a private anonymous mapping not touched yet (shared memory
     follows its own setting, shmem_enabled); False where this kernel has no transparent
-    huge pages (the memory stays on 4 kB pages)."""
+    huge pages (the memory stays on 4 kB pages; huge_page_bytes says what it got)."""
     try:
         area.madvise(mmap.MADV_HUGEPAGE)
     except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE
@@ -42,6 +55,17 @@ def huge_page_bytes(array: np.ndarray) -> int:
             elif inside and head == "AnonHugePages:":
                 kb += int(line.split()[1])
     return kb << 10
+
+
+def why_not_huge() -> str:
+    """Why memory that asked for 2 MB pages may not have them, and what to do."""
+    mode = thp_setting()
+    if mode == "not built":
+        return "this kernel has no transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE)"
+    if mode == "never":
+        return f"transparent huge pages are off; `echo madvise > {THP_SETTING}` lets netio have them"
+    return ("the kernel had no free 2 MB pages (memory fragmented); "
+            "`echo 1 > /proc/sys/vm/compact_memory` before starting may help")
 
 
 def thp_setting() -> str:

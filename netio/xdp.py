@@ -276,9 +276,7 @@ class XdpPort(Port):
         self._tx_meta = False     # TX completion stamps come from AF_XDP TX metadata
 
         self.frame_size = frame_size
-        self._map = mmap.mmap(-1, frames * frame_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        pages.ask_for_huge_pages(self._map)   # before the kernel pins it, when it registers the UMEM
-        self.umem = np.frombuffer(self._map, np.uint8)   # page-aligned: mmap'd memory
+        self._map, self.umem = pages.huge_page_area(frames * frame_size)
         self._umem_c = ffi.from_buffer("uint8_t[]", self.umem)
         self.info = PortInfo(backend="xdp", iface=iface_name, queue=queue, ts_source=TimestampSource.TSC,
                              details={"frame_size": frame_size, "frames": frames, "ring_size": ring_size,
@@ -421,13 +419,13 @@ class XdpPort(Port):
             f"no NIC RX stamps: {why}; frames carry the kernel's CLOCK_TAI from the XDP program")
 
     def _describe_umem_pages(self) -> None:
+        """How much of the UMEM the kernel put on 2 MB pages; a sentence in fallbacks when not all."""
         huge = min(pages.huge_page_bytes(self.umem), self.umem.nbytes)
         self.info.details["umem_huge_page_bytes"] = huge
         if huge < self.umem.nbytes:
-            self.info.fallbacks.append(
-                f"{(self.umem.nbytes - huge) / 2**20:g} of the UMEM's {self.umem.nbytes / 2**20:g} MiB on 4 kB "
-                f"pages (transparent huge pages: {pages.thp_setting()}), a TLB miss a frame more often; "
-                f"`echo madvise > {pages.THP_SETTING}` lets netio have 2 MB pages")
+            self.info.fallbacks.append(f"{(self.umem.nbytes - huge) / 2**20:g} of the UMEM's "
+                                       f"{self.umem.nbytes / 2**20:g} MiB on 4 kB pages, a TLB miss a frame more "
+                                       f"often: {pages.why_not_huge()}")
             log.info("netio: %s", self.info.fallbacks[-1])
 
     def _bind(self, ifname: str, queue: int, mode: str, zero_copy: bool, frame_size: int, frames: int,

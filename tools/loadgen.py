@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -57,6 +58,7 @@ _TOKEN_DIGITS = 14
 _MAX_EXAMPLES = 5
 RECOVERY_WAIT_S = 0.2       # for each answer of the re-request server
 RECOVERY_TRIES = 5          # unanswered requests in a row before a gap is given up
+RECOVERY_S = 10.0           # for all the gaps of a run
 
 
 @dataclasses.dataclass
@@ -687,38 +689,43 @@ def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarra
     """Ask the venue's re-request server (``cfg.recovery_port``) for the messages of every gap
     in the feed datagrams received: each answer holds as many as fit, so the rest is asked
     for again; a gap is given up after RECOVERY_TRIES unanswered requests in a row (the
-    server keeps only the latest messages, and holds each asker to a rate). Returns the
-    answers, MoldUDP64 packets."""
+    server keeps only the latest messages, and holds each asker to a rate), and asking
+    stops after RECOVERY_S. Returns the answers, MoldUDP64 packets."""
     _, seq, count = _our_packets(cfg, moldudp64.decode_views(buf, offsets, lengths))
     gaps, _ = _sequence_gaps(seq, count)
     if not gaps or not cfg.recovery_port:
         return []
     host = cfg.venue.rpartition(":")[0]
-    answers = []
+    answers, deadline = [], time.monotonic() + RECOVERY_S
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((cfg.feed_iface or _local_address_towards(host), 0))
         sock.settimeout(RECOVERY_WAIT_S)
         for first, n in gaps:
-            at, end, misses = first, first + n, 0
-            while at < end and misses < RECOVERY_TRIES:
-                sock.sendto(moldudp64.request(cfg.feed_session, at, min(end - at, 0xFFFE)), (host, cfg.recovery_port))
+            at, end, misses, ask = first, first + n, 0, True
+            while at < end and misses < RECOVERY_TRIES and time.monotonic() < deadline:
+                if ask:
+                    sock.sendto(moldudp64.request(cfg.feed_session, at, min(end - at, 0xFFFE)),
+                                (host, cfg.recovery_port))
                 try:
                     data = sock.recv(65536)
-                    packet = moldudp64.decode(data)
-                except (TimeoutError, moldudp64.MoldError):
-                    misses += 1
+                except TimeoutError:
+                    misses, ask = misses + 1, True
                     continue
-                if packet.session != cfg.feed_session or packet.sequence != at or not packet.messages:
-                    misses += 1     # an answer to an earlier request that came late
+                try:
+                    packet = moldudp64.decode(data)
+                except moldudp64.MoldError:
+                    packet = None
+                if packet is None or packet.session != cfg.feed_session or packet.sequence != at \
+                        or not packet.messages:
+                    ask = False     # not the answer (one to an earlier request, come late): wait for it
                     continue
                 answers.append(data)
-                at += len(packet.messages)
-                misses = 0
+                at, misses, ask = at + len(packet.messages), 0, True
     return answers
 
 
 def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
-               book: _Book, examples: list[str], recovered: list[bytes] = ()) -> FeedResult:
+               book: _Book, examples: list[str], recovered: Sequence[bytes] = ()) -> FeedResult:
     """Sequence the MoldUDP64 packets of our session (``recovered``: packets the re-request
     server sent again, which fill gaps) and find our fills and adds in the ITCH."""
     res = FeedResult()
@@ -755,7 +762,7 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
                                 + (" nor came back from the re-request server" if cfg.recovery_port else ""))
     good_packets = np.flatnonzero(ours)
     take = np.isin(mold.packet, good_packets)
-    res.messages = int(take.sum())
+    res.messages = int(np.isin(mold.packet, good_packets[from_feed]).sum())
     batch = itch.decode_views(mold.buffer, mold.offset[take], mold.length[take])
     for reason, c in batch.rejects.items():
         if c:

@@ -409,7 +409,10 @@ def run_demo(args) -> int:
             # otherwise take turns on one and time each other's stalls
             cpus = sorted(os.sched_getaffinity(0))
             pin = ["taskset", "-c", str(cpus[-1])] if len(cpus) > 1 else []
-            loadgen = v.popen([*pin, sys.executable, "-m", "tools.loadgen", "--venue", ip, "--feed-iface", v.ns_ip,
+            cfg = venue.config
+            loadgen = v.popen([*pin, sys.executable, "-m", "tools.loadgen", "--venue", f"{ip}:{cfg.order_port}",
+                               "--feed-iface", v.ns_ip, "--recovery-port", str(cfg.recovery_port),
+                               *(["--venue-config", str(Path(args.config).resolve())] if args.config else []),
                                "--rate", str(args.rate), "--duration", str(duration), "--hlog", str(lg_hlog)],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
             try:

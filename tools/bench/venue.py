@@ -64,7 +64,7 @@ its clients run in the namespace pinned to CPU 1. Figures:
   isolated, tickless CPU without device interrupts only what a hypervisor takes remains.
   ``floor_walk_ns_*``, ``floor_walk_pct_over_10us``: that chance measured rather than
   reckoned: FLOOR_WALK_NS of fixed arithmetic (the p50 goal's length), FLOOR_IDLE_US
-  apart, timed on the venue's CPU for STALL_S each repeat, median over the repeats.
+  apart, timed on the venue's CPU for STALL_RUN_S each repeat, median over the repeats.
   Uninterrupted every walk takes the same time; the tail is the machine's alone, the
   floor under the venue's.
 - ``fused_instructions_per_order`` (``_journaled``): callgrind's count of the fused walk
@@ -106,7 +106,7 @@ VENUE_CPU, CLIENT_CPU = 0, "1"
 LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 10.0, 0.5
 MODERATE_RATE, MODERATE_S = 10_000, 5.0
 REPEATS = 5
-STALL_S, STALL_NS = 2.0, (2_000, 10_000)
+STALL_RUN_S, STALL_NS = 2.0, (2_000, 10_000)
 FLOOR_WALK_NS, FLOOR_IDLE_US = 2_000, 50
 SATURATION_RATE, SATURATION_S = 400_000, 2.0
 ORDER_PORT = 15000
@@ -356,8 +356,8 @@ def _timed() -> dict:
         bench = Bench(v, *_compile(Path(tmp)))
         venue_runs, echo_runs, stalls, floor = [], [], [], []
         for _ in range(REPEATS):
-            stalls.append(bench.cpu_stalls(STALL_S))
-            floor.append(bench.floor_walks(STALL_S))
+            stalls.append(bench.cpu_stalls(STALL_RUN_S))
+            floor.append(bench.floor_walks(STALL_RUN_S))
             venue_runs.append(bench.venue(LIGHT_RATE, LIGHT_S))
             echo_runs.append(bench.echo_run(LIGHT_RATE, LIGHT_S))
         moderate = bench.venue(MODERATE_RATE, MODERATE_S)
