@@ -11,9 +11,10 @@ it cannot answer is counted by reason (``Verdict``) and dropped: not 20 bytes or
 of 0 or 0xFFFF, another session, or messages it no longer (or does not yet) hold.
 
 Requests are answered after the burst they came in has sent its own frames, so a
-re-request never holds up an order's replies. The store lives in memory: a venue
-restarted on its journal holds only what its feed sends from then on (older messages
-are ``NOT_HELD``). Like any MoldUDP64 re-request server it sends back far more than it
+re-request never holds up an order's replies. The store lives in memory; a venue
+restarted on its journal holds its feed's latest book-event messages again, rebuilt from
+the journal byte for byte (the start of day's are ``NOT_HELD``: their timestamps were
+never journaled). Like any MoldUDP64 re-request server it sends back far more than it
 is sent, to whatever source a request names, so each asking address gets at most
 ``answers_per_s`` answers a second (a tenth of a second's worth at once; addresses that
 hash alike share a budget) and requests beyond it are dropped as ``RATE_LIMITED``: an

@@ -50,10 +50,11 @@ they are sent, so its Matching stage is the matching core alone.
 Restart: a venue opened on an existing journal replays it into the books and risk, and
 its feed carries on in the same MoldUDP64 session with the next sequence number (the
 feed is a function of the journal: start of messages and the stock directory once, then
-one ITCH message per book event). Clients' addresses and 14-byte tokens from before the
-restart are journaled beside the commands (``JOURNAL.sessions``: every new client address
-and token, written before the commands that use them), so a client that comes back from
-the same IP:port cancels and replaces its old orders by their tokens.
+one ITCH message per book event, whose latest the re-request server holds again).
+Clients' addresses and 14-byte tokens from before the restart are journaled beside the
+commands (``JOURNAL.sessions``: every new client address and token, written before the
+commands that use them), so a client that comes back from the same IP:port cancels and
+replaces its old orders by their tokens.
 
 Accounting: frames the port dropped (ring full, ...) are in ``port_drops``; frames
 received = the stack's delivered + replied + dropped (by reason);
@@ -235,16 +236,18 @@ class Venue:
         self._learned: list[np.ndarray] = []     # clients and tokens new in this batch, to journal
 
         self.journal = self.sessions = None
-        recovered_feed = 0         # ITCH messages the journal's commands already published
+        published = None           # the book events whose ITCH the journal's commands already sent
         if journal:
             self.sessions = Journal.open(f"{journal}.sessions", SESSION_DTYPE, flush=FlushPolicy.BATCH)
             self.journal = Journal.open(journal, COMMAND_DTYPE, flush=FlushPolicy.BATCH)
             if self.journal.recovered is not None and len(self.journal.recovered.records):
-                recovered_feed = self._recover(self.journal.recovered.records["payload"].copy(),
-                                               self.sessions.recovered)
+                published = self._recover(self.journal.recovered.records["payload"].copy(),
+                                          self.sessions.recovered)
 
         self._init_c()
-        self.feed_seq = 1 + recovered_feed
+        self.feed_seq = 1
+        if published is not None:
+            self._carry_on_feed(published)
         # destination columns of feed and reply datagrams, sliced rather than made per burst
         self._feed_ip = np.zeros(0, np.uint32)
         self._zero_offset = np.zeros(1, np.int64)
@@ -253,7 +256,7 @@ class Venue:
         self.counts: Counter = Counter()
         self.drops: Counter = Counter()        # OUCH messages and datagrams dropped, by reason
         self.rejects: Counter = Counter()      # commands rejected, by RejectReason name
-        if not recovered_feed:
+        if published is None:
             self._send_feed_start()
         self._fused = None
         if fused:     # the whole walk in one C call (engine/fastpath.py)
@@ -404,9 +407,9 @@ class Venue:
         self._port_drops = dict(self.port.stats().drops)
         self.closed = True
 
-    def _recover(self, replayed: np.ndarray, sessions) -> int:
-        """Books, risk, clients and tokens as the journals left them; returns the number of
-        ITCH messages the replayed commands published."""
+    def _recover(self, replayed: np.ndarray, sessions) -> np.ndarray:
+        """Books, risk, clients and tokens as the journals left them; returns the book events
+        of the replayed commands (what they published on the feed)."""
         events = self.matcher.run(replayed)
         self.risk.follow(replayed, events)
         learned = sessions.records["payload"] if sessions is not None else np.zeros(0, SESSION_DTYPE)
@@ -427,7 +430,18 @@ class Venue:
         for kind, token in ((_ENTER, "token"), (_REPLACE, "new_token")):
             rows = replayed["kind"] == kind
             self.token_symbol[replayed[token][rows]] = replayed["symbol"][rows]
-        return 1 + len(self.names) + int(np.count_nonzero(_BOOK_KINDS[events["kind"]]))
+        return events[_BOOK_KINDS[events["kind"]]]
+
+    def _carry_on_feed(self, published: np.ndarray) -> None:
+        """The feed's session goes on after the start of day and the journal's book events;
+        the re-request server holds the latest of those again, byte for byte as sent (their
+        timestamps are the journaled commands'; the start of day's are not journaled, so its
+        messages are not held)."""
+        self.feed_seq = 2 + len(self.names) + len(published)
+        if self.recovery is not None:
+            tail = published[-self.config.recovery_messages:]
+            stream = self._itch_c(tail) if self.impl == "c" else self._itch(tail)
+            self.recovery.add(self.feed_seq - len(tail), stream)
 
     def _grow_tokens(self, n: int) -> None:
         if n > len(self.token_bytes):
@@ -829,20 +843,30 @@ class Venue:
 
     def _feed_c(self, events) -> Datagrams | None:
         """``_feed`` in one C call (cffi_build/venue.c)."""
+        stream = self._itch_c(events)
+        return self._feed_datagrams(stream) if len(stream) else None
+
+    def _feed(self, events) -> Datagrams | None:
+        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group
+        (numpy reference of ``_feed_c``)."""
+        stream = self._itch(events)
+        return self._feed_datagrams(stream) if len(stream) else None
+
+    def _itch_c(self, events) -> np.ndarray:
+        """``_itch`` in one C call (cffi_build/venue.c)."""
         if len(self._itch_out) < 46 * len(events):
             self._itch_out = np.empty(46 * len(events), np.uint8)
         ffi = _venue_c.ffi
         written = _venue_c.lib.venue_itch(ffi.from_buffer(events), len(events), self._tables,
                                           ffi.from_buffer("uint8_t[]", self._itch_out, require_writable=True),
                                           self._n_msgs)
-        return self._feed_datagrams(self._itch_out[:written]) if self._n_msgs[0] else None
+        return self._itch_out[:written]
 
-    def _feed(self, events) -> Datagrams | None:
-        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group
-        (numpy reference of ``_feed_c``)."""
+    def _itch(self, events) -> bytes:
+        """The ITCH 5.0 messages of book events, as a MoldUDP64 block stream."""
         e = events[_BOOK_KINDS[events["kind"]]]
         if not len(e):
-            return None
+            return b""
         kinds = e["kind"]
         order = np.empty(len(e), itch.ORDER_DTYPE)
         order["type"] = kinds
@@ -872,7 +896,7 @@ class Venue:
                 m["original_order_reference_number"], m["new_order_reference_number"] = r["other_ref"], r["ref"]
                 m["shares"], m["price"] = r["qty"], price
             messages[t] = m
-        return self._feed_datagrams(itch.encode(itch.ItchBatch(messages=messages, order=order)))
+        return itch.encode(itch.ItchBatch(messages=messages, order=order))
 
     def _take_requests(self, result: StackResult) -> tuple[StackResult, tuple | None]:
         """The burst's requests to the recovery port, copied out (the port gets the burst

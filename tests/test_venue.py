@@ -219,6 +219,45 @@ def test_a_venue_restarted_on_its_journal_has_its_book_clients_and_tokens_and_ca
     assert seqs == [(first.feed_seq, 2)] and [m["message_type"] for m in feed] == ["A", "D"]
 
 
+
+@pytest.mark.parametrize("fused, impl", [(False, "c"), (False, "numpy"), (True, "c")], ids=["python", "numpy", "fused"])
+def test_a_venue_restarted_on_its_journal_answers_re_requests_for_the_feed_it_sent_before(tmp_path, fused, impl):
+    """The book events' messages come back byte for byte as first sent (their timestamps
+    are the journaled commands'); the start of day's timestamps were never journaled, so
+    those are not held; with a store of 8 messages, only the latest 8."""
+    path, c, consumer = tmp_path / "venue.jnl", Client("10.9.0.6", 40006), Client("10.9.0.9", 40100)
+    first = Venue(MemoryPort(), VENUE_IP, VENUE_MAC, VenueConfig(), journal=str(path))
+    first.port.inbox += [c.frame(datagram(enter(f"K{k}", "BS"[k % 2], 100 * (1 + k % 3), "AAPL",
+                                                1_900_000 + 100 * (k % 5 - 2)))) for k in range(30)]
+    while first.poll():
+        pass
+    first.close()
+    sent = {p.sequence + i: m for p in map(moldudp64.decode, _payloads_to(first.port.sent, consumer, 15001))
+            for i, m in enumerate(p.messages)}
+    start_of_day = 1 + len(VenueConfig().symbols)
+    for messages, held in ((1 << 18, range(start_of_day + 1, first.feed_seq)),
+                           (8, range(first.feed_seq - 8, first.feed_seq))):
+        port = MemoryPort()
+        second = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(recovery_messages=messages), journal=str(path),
+                       fused=fused, impl=impl)
+        assert second.recovery.held == held
+        port.inbox = [consumer.stack.build_udp(Burst.of([moldudp64.request("NETIO00001", seq, 1)]), VENUE_IP,
+                                               15002, 40100, VENUE_MAC).to_bytes()[0] for seq in (1, held.start)]
+        while second.poll():
+            pass
+        counters = second.counters()
+        second.close()
+        answer = [moldudp64.decode(p) for p in _payloads_to(port.sent, consumer, 40100)]
+        assert [(p.sequence, list(p.messages)) for p in answer] == [(held.start, [sent[held.start]])]
+        assert counters["message_drops"] == {"request_not_held": 1}
+        at = held.start                 # every message held, as many as fit an answer at a time
+        while at < held.stop:
+            packet = second.recovery.answer(moldudp64.request("NETIO00001", at, held.stop - at), 0, 0)[0]
+            got = moldudp64.decode(packet).messages
+            assert list(got) == [sent[q] for q in range(at, at + len(got))] and got
+            at += len(got)
+
+
 # ---------------------------------------------------------------------------------------
 # End to end: netio-run on a veth pair, a scripted client in the namespace
 
