@@ -10,7 +10,7 @@ STAMPS := .make
 APT_PACKAGES := build-essential pkg-config clang llvm \
 	libxdp-dev libbpf-dev xdp-tools linux-libc-dev \
 	dpdk dpdk-dev libdpdk-dev libpcap-dev \
-	iverilog tshark ethtool iproute2 iputils-ping tcpdump valgrind
+	iverilog tshark ethtool iproute2 iputils-ping tcpdump valgrind nftables
 
 BENCH ?=
 DEMO_ARGS ?=

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -409,6 +410,38 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
         bd = analyse(read_run([tmp_path / "venue.hlog"]))
         rx, total = bd.stage("NetworkRX").summary, bd.stage("TOTAL").summary
         assert rx.count == total.count > 0 and 0 < rx.values_ns["p50"] <= total.values_ns["p50"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (Debian package nftables) to lose feed packets")
+@pytest.mark.timeout(90)
+def test_the_load_generator_gets_the_feed_packets_it_lost_from_the_venues_re_request_server(veth, tmp_path):
+    """Every 7th feed packet is dropped on its way into the namespace (from the 4th: a packet
+    lost before the first that arrives is no gap anyone can see); the load generator asks
+    the venue on AF_XDP for the gaps and checks the whole feed against its fills. Its drain
+    outlasts two heartbeats, which show a lost tail."""
+    veth.run(["nft", "-f", "-"], check=True, text=True, input=(
+        "add table ip lossy\nadd chain ip lossy in { type filter hook input priority 0; }\n"
+        "add rule ip lossy in udp dport 15001 numgen inc mod 7 == 3 drop\n"))
+    venue = start_venue(veth, "xdp", tmp_path)
+    try:
+        started = [venue.stderr.readline()]
+        while started[-1] and not started[-1].startswith("netio-run: venue at"):
+            started.append(venue.stderr.readline())
+        assert started[-1], "".join(started)
+        run = veth.run([sys.executable, "-m", "tools.loadgen", "--venue", venue_address(veth), "--feed-iface",
+                        veth.ns_ip, "--rate", "2000", "--duration", "1", "--drain", "2.5", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+        venue.send_signal(signal.SIGTERM)
+        venue.communicate(timeout=20)
+    finally:
+        if venue.poll() is None:
+            venue.kill()
+    summary = json.loads(run.stdout)
+    assert summary["passed"], (summary["failures"], summary["examples"])
+    assert summary["feed_recovered"] >= summary["feed_packets"] // 7 > 0 and summary["feed_gaps"] == 0
+    counters = json.loads((tmp_path / "final.json").read_text())["counters"]
+    assert counters["retransmit_requests"] >= summary["feed_packets"] // 7
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")

@@ -17,7 +17,9 @@ as received, with their kernel receive stamps, and checked after the drain:
   duplicated, nothing for tokens or states the client does not have;
 * executions consistent: never more shares than open, never through the limit price;
 * feed: MoldUDP64 sequence without gaps (the messages of a gap are asked for again from
-  the venue's re-request server, ``recovery_port``: only a gap it does not fill fails);
+  the venue's re-request server, ``recovery_port``: only a gap it does not fill fails; a
+  gap shows only between packets that arrived, so packets lost before the first are not
+  seen, nor those after the last unless a heartbeat comes within ``drain``);
   every own execution printed as ITCH E/C/P with the same match number, shares and
   price; every own order that rested added as A/F (or U for a replacement) with its order
   reference number, side, price and shares, and taken off as D/X when we canceled it.
