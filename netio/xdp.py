@@ -31,7 +31,6 @@ import dataclasses
 import errno
 import json
 import logging
-import mmap
 import os
 import time
 import weakref

@@ -1,7 +1,6 @@
 """netio.pages: asking for 2 MB pages and seeing where they were given."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from netio import pages
