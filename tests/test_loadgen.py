@@ -27,6 +27,7 @@ from tools.report.hlog import read_run
 SYMBOLS = (Symbol("AAPL", 1_900_000), Symbol("MSFT", 4_200_000))
 SESSION = "LOADTEST01"
 GROUP = "239.192.77.5"   # a group of our own, so parallel tests by other areas never mix in
+HEARTBEAT_S = 0.2
 
 
 def _free_udp_port() -> int:
@@ -44,6 +45,7 @@ class FakeVenue(threading.Thread):
     overfill=n         the n-th Execution (taker side) reports 100 shares more than were open
     feed_skip=n        the n-th feed packet is never sent (its sequence numbers are lost)
     recovery=True      answer MoldUDP64 re-requests on ``recovery_port`` from every message sent
+    Idle for HEARTBEAT_S, it sends a MoldUDP64 heartbeat, as a venue does.
     hide_delete=n      the n-th ITCH Order Delete is never published (the sequence stays whole)
     stall=(n, s)       before request n, stop reading for s seconds
     """
@@ -72,8 +74,12 @@ class FakeVenue(threading.Thread):
         self.seen = Counter()
 
     def run(self) -> None:
+        fed = time.monotonic()
         while not self.stop.is_set():
             ready, _, _ = select.select([self.sock, self.recovery], [], [], 0.02)
+            if time.monotonic() - fed > HEARTBEAT_S:
+                self.feed.sendto(moldudp64.heartbeat(SESSION, self.sequence), self.feed_to)
+                fed = time.monotonic()
             if self.recovery in ready:
                 self.answer()
             if self.sock not in ready:
@@ -89,6 +95,7 @@ class FakeVenue(threading.Thread):
             for to in dict.fromkeys(to for to, _ in replies):   # one datagram per client, in order
                 self.sock.sendto(b"".join(soupbintcp.sequenced(m) for t, m in replies if t == to), to)
             if feed:
+                fed = time.monotonic()
                 self.feed_packets += 1
                 if self.faults.get("feed_skip") != self.feed_packets:
                     self.feed.sendto(moldudp64.encode(SESSION, self.sequence, feed), self.feed_to)
@@ -282,6 +289,16 @@ def test_a_feed_gap_is_filled_from_the_re_request_server_and_its_messages_are_ch
     s = _run(feed_skip=20, recovery=True)
     assert s.passed, s.failures
     assert s.feed_gaps == s.feed_missing == 0 and s.feed_recovered >= 1
+
+
+def test_the_first_feed_packet_of_the_run_lost_is_a_gap_too():
+    """The load waited for the feed's heartbeat before its first order: the sequence was
+    known, so the packet with its first order's messages is a gap, recovered."""
+    lost = _run(feed_skip=1)
+    assert (lost.feed_gaps, lost.feed_recovered) == (1, 0) and not lost.passed
+    recovered = _run(feed_skip=1, recovery=True)
+    assert recovered.passed, recovered.failures
+    assert recovered.feed_gaps == 0 and recovered.feed_recovered >= 1
 
 
 def test_recovery_asks_again_for_what_did_not_fit_one_answer():

@@ -416,9 +416,9 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
 @pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (Debian package nftables) to lose feed packets")
 @pytest.mark.timeout(90)
 def test_the_load_generator_gets_the_feed_packets_it_lost_from_the_venues_re_request_server(veth, tmp_path):
-    """Every 7th feed packet is dropped on its way into the namespace (from the 4th: a packet
-    lost before the first that arrives is no gap anyone can see); the load generator asks
-    the venue on AF_XDP for the gaps and checks the whole feed against its fills. Its drain
+    """Every 7th feed packet is dropped on its way into the namespace (from the 4th, so the
+    heartbeat the load generator waits for before its first order arrives); it asks the
+    venue on AF_XDP for the gaps and checks the whole feed against its fills. Its drain
     outlasts two heartbeats, which show a lost tail."""
     veth.run(["nft", "-f", "-"], check=True, text=True, input=(
         "add table ip lossy\nadd chain ip lossy in { type filter hook input priority 0; }\n"

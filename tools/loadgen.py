@@ -17,9 +17,10 @@ as received, with their kernel receive stamps, and checked after the drain:
   duplicated, nothing for tokens or states the client does not have;
 * executions consistent: never more shares than open, never through the limit price;
 * feed: MoldUDP64 sequence without gaps (the messages of a gap are asked for again from
-  the venue's re-request server, ``recovery_port``: only a gap it does not fill fails; a
-  gap shows only between packets that arrived, so packets lost before the first are not
-  seen, nor those after the last unless a heartbeat comes within ``drain``);
+  the venue's re-request server, ``recovery_port``: only a gap it does not fill fails). A
+  gap shows only between packets that arrived, so before the first order the load waits
+  up to FEED_SYNC_S for a feed packet (an idle venue sends a heartbeat every second);
+  packets lost after the last that arrives show only if a heartbeat comes within ``drain``;
   every own execution printed as ITCH E/C/P with the same match number, shares and
   price; every own order that rested added as A/F (or U for a replacement) with its order
   reference number, side, price and shares, and taken off as D/X when we canceled it.
@@ -61,6 +62,7 @@ _MAX_EXAMPLES = 5
 RECOVERY_WAIT_S = 0.2       # for each answer of the re-request server
 RECOVERY_TRIES = 5          # unanswered requests in a row before a gap is given up
 RECOVERY_S = 10.0           # for all the gaps of a run
+FEED_SYNC_S = 1.5           # to wait for a first feed packet before sending
 
 
 @dataclasses.dataclass
@@ -393,19 +395,40 @@ def _open_ports(cfg: LoadConfig) -> tuple[list[UdpSocketPort], UdpSocketPort | N
     return orders, feed
 
 
-def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], feed: UdpSocketPort | None,
-              start_ns: int, stop: threading.Event | None) -> tuple[list[_Received], _Received, int, int, int]:
-    """Send every request when due (late ones at once, in order); receive until the drain ends.
-    Once `stop` is set, only what is already due goes out, then the drain begins.
+def _sync_feed(cfg: LoadConfig, feed: UdpSocketPort | None) -> _Received:
+    """The feed's datagrams until one of our session arrives, or FEED_SYNC_S passes: where
+    its sequence stands before the first order, so that any packet lost later, the first
+    of our orders' too, leaves a gap."""
+    market = _Received()
+    if feed is None:
+        return market
+    session = cfg.feed_session.encode().ljust(moldudp64.SESSION_LEN)
+    deadline = time.monotonic() + FEED_SYNC_S
+    while time.monotonic() < deadline:
+        select.select([feed.fileno()], [], [], 0.05)
+        burst = feed.rx_burst(256)
+        market.take(burst, time.time_ns())
+        synced = any(d[:moldudp64.SESSION_LEN] == session for d in burst.to_bytes())
+        feed.release(burst)
+        if synced:
+            break
+    return market
 
-    Returns (replies per client, feed datagrams, requests sent, datagrams sent, worst lag
-    of a send behind its schedule). The requests sent are always the first ones.
+
+def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], feed: UdpSocketPort | None,
+              market: _Received, start_ns: int, stop: threading.Event | None) -> tuple[list[_Received], int, int, int]:
+    """Send every request when due (late ones at once, in order); receive until the drain ends,
+    the feed's datagrams into ``market``. Once `stop` is set, only what is already due goes
+    out, then the drain begins.
+
+    Returns (replies per client, requests sent, datagrams sent, worst lag of a send behind
+    its schedule). The requests sent are always the first ones.
     """
     due_at = start_ns + sched.intended
     wire = np.frombuffer(sched.wire, np.uint8)
     mine = [np.flatnonzero(sched.client == c) for c in range(len(orders))]   # each client's requests
     done = [0] * len(orders)                                                  # of which sent
-    replies, market = [_Received() for _ in orders], _Received()
+    replies = [_Received() for _ in orders]
     ports = list(zip(orders, replies)) + ([(feed, market)] if feed is not None else [])
     fds = [p.fileno() for p, _ in ports]
     n, datagrams, max_lag = len(sched), 0, 0
@@ -443,7 +466,7 @@ def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], fee
             wait = (wake - time.time_ns()) / 1e9
             if wait > 50e-6:   # sleep in select so replies still wake us, and other threads run
                 select.select(fds, [], [], min(wait, 0.002))
-    return replies, market, n, datagrams, max_lag
+    return replies, n, datagrams, max_lag
 
 
 # ---------------------------------------------------------------------------------------
@@ -875,8 +898,9 @@ def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
     planned = len(sched)
     orders, feed = _open_ports(cfg)
     try:
+        market = _sync_feed(cfg, feed)
         start_ns = time.time_ns() + 20_000_000   # the schedule starts once the loop is warm
-        replies, market, sent, datagrams, max_lag = _exchange(cfg, sched, orders, feed, start_ns, stop)
+        replies, sent, datagrams, max_lag = _exchange(cfg, sched, orders, feed, market, start_ns, stop)
         sched = sched.head(sent)
         named = [(f"client {c}" if len(orders) > 1 else "replies", p) for c, p in enumerate(orders)]
         rx_drops = {f"{name}: {why}": n for name, port in named + [("feed", feed)] if port
