@@ -389,6 +389,7 @@ def test_cli_prints_json_and_exits_by_the_checks(capsys):
     assert code == 1 and out["passed"] is False and out["lost"] == {"enter": 1}
     assert out["sent"]["enter"] > 0 and "p99.9" in out["rtt_ns"]
     assert loadgen.main(["--rate", "-1"]) == 2
+    assert loadgen.main(["--backend", "xdp"]) == 2 and "needs --iface" in capsys.readouterr().err
 
 
 def test_replies_mixed_with_heartbeats_still_map_to_their_datagrams():

@@ -355,6 +355,32 @@ def start_venue(v, backend: str, tmp_path: Path, duration: float = 30) -> subpro
         cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
+def serving(venue: subprocess.Popen) -> list[str]:
+    """netio-run's stderr lines up to the one that says it serves ("" last if it ended first)."""
+    started = [venue.stderr.readline()]
+    while started[-1] and not started[-1].startswith("netio-run: venue at"):
+        started.append(venue.stderr.readline())
+    return started
+
+
+def loadgen_against_venue(veth, tmp_path, *args: str) -> dict:
+    """netio-loadgen in the namespace, with ``args``, against netio-run on AF_XDP, which is
+    then stopped: the load generator's summary."""
+    venue = start_venue(veth, "xdp", tmp_path)
+    try:
+        started = serving(venue)
+        assert started[-1], "".join(started)
+        run = veth.run([sys.executable, "-m", "tools.loadgen", "--venue", venue_address(veth), "--rate", "2000",
+                        "--duration", "1", "--json", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        venue.send_signal(signal.SIGTERM)
+        venue.communicate(timeout=20)
+    finally:
+        if venue.poll() is None:
+            venue.kill()
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    return json.loads(run.stdout)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.parametrize("backend", ["xdp", "xdp-stamped", "xdp-locked", "socket", "dpdk"])
 @pytest.mark.timeout(90)
@@ -362,9 +388,7 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
     n = 60
     venue = start_venue(veth, backend, tmp_path)
     try:
-        started = [venue.stderr.readline()]
-        while started[-1] and not started[-1].startswith("netio-run: venue at"):
-            started.append(venue.stderr.readline())
+        started = serving(venue)
         if venue.poll() is not None and venue.wait() == 3 and backend == "dpdk":
             pytest.skip("DPDK cannot open a port here: " + "".join(started))
         assert started[-1], "".join(started)
@@ -413,6 +437,18 @@ def test_every_order_is_answered_fills_match_the_feed_and_sigterm_cleans_up(veth
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
+@pytest.mark.timeout(90)
+def test_the_load_generator_on_af_xdp_itself_gets_every_order_answered_and_the_feed_checked(veth, tmp_path):
+    """netio-loadgen --backend xdp: its own AF_XDP port in the namespace and netio's UDP
+    stack (ARP for the venue, IGMP for the feed) against the venue on AF_XDP."""
+    summary = loadgen_against_venue(veth, tmp_path, "--backend", "xdp", "--iface", veth.ns_if)
+    assert summary["passed"], (summary["failures"], summary["examples"])
+    assert summary["answered"] > 1000 and summary["feed_messages"] > 1000
+    from netio import iface
+    assert iface.xdp_programs(veth.ns_if, netns=veth.ns_name) == []      # the client's port closed cleanly
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and AF_XDP")
 @pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (Debian package nftables) to lose feed packets")
 @pytest.mark.timeout(90)
 def test_the_load_generator_gets_the_feed_packets_it_lost_from_the_venues_re_request_server(veth, tmp_path):
@@ -423,21 +459,7 @@ def test_the_load_generator_gets_the_feed_packets_it_lost_from_the_venues_re_req
     veth.run(["nft", "-f", "-"], check=True, text=True, input=(
         "add table ip lossy\nadd chain ip lossy in { type filter hook input priority 0; }\n"
         "add rule ip lossy in udp dport 15001 numgen inc mod 7 == 3 drop\n"))
-    venue = start_venue(veth, "xdp", tmp_path)
-    try:
-        started = [venue.stderr.readline()]
-        while started[-1] and not started[-1].startswith("netio-run: venue at"):
-            started.append(venue.stderr.readline())
-        assert started[-1], "".join(started)
-        run = veth.run([sys.executable, "-m", "tools.loadgen", "--venue", venue_address(veth), "--feed-iface",
-                        veth.ns_ip, "--rate", "2000", "--duration", "1", "--drain", "2.5", "--json"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
-        venue.send_signal(signal.SIGTERM)
-        venue.communicate(timeout=20)
-    finally:
-        if venue.poll() is None:
-            venue.kill()
-    summary = json.loads(run.stdout)
+    summary = loadgen_against_venue(veth, tmp_path, "--feed-iface", veth.ns_ip, "--drain", "2.5")
     assert summary["passed"], (summary["failures"], summary["examples"])
     assert summary["feed_recovered"] >= summary["feed_packets"] // 7 > 0 and summary["feed_gaps"] == 0
     counters = json.loads((tmp_path / "final.json").read_text())["counters"]

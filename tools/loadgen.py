@@ -4,7 +4,9 @@ The whole order flow is drawn and encoded before the first send (numpy records t
 ``engine.ouch.encode_inbound`` into one buffer of SoupBinTCP 'U' packets), each request
 with its *intended* send time on a fixed schedule. The send loop only slices that buffer
 into datagrams of the requests now due and hands them to the kernel in one sendmmsg
-(``netio.udp_socket.UdpSocketPort``). Round trip is measured from the intended send time,
+(``netio.udp_socket.UdpSocketPort``), or, with ``backend`` ``xdp`` or ``dpdk``, to a netio
+port on ``iface`` through netio's own UDP stack (``netio.udp_stack``): a fast client whose
+own costs stay out of the round trip. Round trip is measured from the intended send time,
 so a stall at the venue or in the sender shows up in every request scheduled during it
 (no coordinated omission).
 
@@ -21,9 +23,11 @@ as received, with their kernel receive stamps, and checked after the drain:
   gap shows only between packets that arrived, so before the first order the load waits
   up to FEED_SYNC_S for a feed packet (an idle venue sends a heartbeat every second);
   packets lost after the last that arrives show only if a heartbeat comes within ``drain``;
-  every own execution printed as ITCH E/C/P with the same match number, shares and
-  price; every own order that rested added as A/F (or U for a replacement) with its order
-  reference number, side, price and shares, and taken off as D/X when we canceled it.
+  every own execution printed as ITCH E/C/P with the same match number, shares and price
+  (an E prints at its resting order's price, which for an order added before the run is
+  on an Add we did not see: then only its shares are checked); every own order that
+  rested added as A/F (or U for a replacement) with its order reference number, side,
+  price and shares, and taken off as D/X when we canceled it.
 
 With ``clients`` > 1 the flow is dealt over several sockets, each a venue session of its
 own, whose orders trade with each other. Round trips go to an HdrHistogram interval log
@@ -43,14 +47,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from engine import itch, moldudp64, ouch
 from engine.telemetry import HlogWriter, StageHistogram
 from engine.venue_config import VenueConfig
-from netio.port import Burst, PortError
+from netio.port import Burst, PortError, open_port
 from netio.udp_socket import UdpSocketPort
+from netio.udp_stack import UdpEndpoint, UdpStack
 
 ENTER, REPLACE, CANCEL = ord("O"), ord("U"), ord("X")
 KIND_NAMES = {ENTER: "enter", REPLACE: "replace", CANCEL: "cancel"}
@@ -99,6 +105,8 @@ class LoadConfig:
     feed_iface: str | None = None   # local address to join on; None: the one that reaches the venue
     feed_bind: str | None = None    # unicast feed: "host:port" to receive on
     feed_session: str = VenueConfig.feed_session
+    backend: str = "socket"         # kernel UDP sockets; "xdp"/"dpdk": a netio port on iface
+    iface: str | None = None        # the interface of a netio port
     recovery_port: int = VenueConfig.recovery_port    # the venue's MoldUDP64 re-request server; 0: ask nothing
     hlog: str | None = None
     interval: float = 1.0           # s per .hlog interval
@@ -369,7 +377,12 @@ def _local_address_towards(host: str) -> str:
 _RX = dict(slot_size=65536, slots=256, rcvbuf=8 << 20)
 
 
+EPHEMERAL_PORT = 49152      # a netio port's first client binds here when ``bind`` names port 0
+
+
 def _open_ports(cfg: LoadConfig) -> tuple[list[UdpSocketPort], UdpSocketPort | None]:
+    if cfg.backend != "socket":
+        return _open_netio_ports(cfg)
     host, _, port = cfg.bind.rpartition(":")
     orders = []
     try:
@@ -413,6 +426,30 @@ def _sync_feed(cfg: LoadConfig, feed: UdpSocketPort | None) -> _Received:
         if synced:
             break
     return market
+
+
+def _open_netio_ports(cfg: LoadConfig) -> tuple[list[UdpEndpoint], UdpEndpoint | None]:
+    """The order and feed endpoints on a netio port on ``cfg.iface``: our address is the
+    one the kernel has there towards the venue (or ``bind``'s host), our MAC the
+    interface's."""
+    if not cfg.iface:
+        raise ValueError(f"--backend {cfg.backend} needs --iface: the interface to open a netio port on")
+    venue_host, _, venue_port = cfg.venue.rpartition(":")
+    host, _, port = cfg.bind.rpartition(":")
+    ip = host if host not in ("", "0.0.0.0") else _local_address_towards(venue_host)
+    mac = Path(f"/sys/class/net/{cfg.iface}/address").read_text().strip()
+    stack = UdpStack(open_port(cfg.iface, cfg.backend), mac, ip)
+    try:
+        first = int(port) or EPHEMERAL_PORT
+        orders = [stack.endpoint(first + c, peer=(venue_host, int(venue_port))) for c in range(cfg.clients)]
+        feed = None
+        if cfg.feed:
+            feed = (stack.endpoint(cfg.feed_port, groups=(cfg.feed_group,)) if cfg.feed_group is not None
+                    else stack.endpoint(int(cfg.feed_bind.rpartition(":")[2])))
+    except BaseException:
+        stack.close()
+        raise
+    return orders, feed
 
 
 def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], feed: UdpSocketPort | None,
@@ -803,10 +840,13 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
 
     def price_of(r: np.ndarray) -> np.ndarray:
         if not len(refs):
-            return np.full(len(r), -1, np.int64)
+            return np.full(len(r), UNSEEN, np.int64)
         i = np.minimum(np.searchsorted(refs, r), len(refs) - 1)
-        return np.where(refs[i] == r, prices[i], -1)
+        return np.where(refs[i] == r, prices[i], UNSEEN)
 
+    # An E prints at its resting order's price: unseen when that order was added before the
+    # run (another client's liquidity), and then only the shares can be checked.
+    UNSEEN = -1
     e_ref = m["E"]["order_reference_number"].astype(np.uint64)
     prints = {}
     for match, shares, price in zip(
@@ -819,7 +859,7 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
         on_feed = prints.get(match)
         if on_feed is None:
             error("execution missing", f"match {match} ({shares}@{price}) not printed")
-        elif on_feed != (shares, price):
+        elif on_feed[0] != shares or on_feed[1] not in (price, UNSEEN):
             error("execution differs", f"match {match}: ours {shares}@{price}, feed {on_feed[0]}@{on_feed[1]}")
 
     # Every own order that rested is on the book: A/F (an Enter) or A/F/U (a replacement).
@@ -963,6 +1003,7 @@ examples:
   netio-loadgen --venue-config venue.toml --venue 10.0.0.1      # ports, feed and symbols from the venue's TOML
   netio-loadgen --feed-addr 127.0.0.1:16001        # unicast feed instead of the multicast group
   netio-loadgen --no-feed --cancel-ratio 0 --replace-ratio 0 --ioc-ratio 1
+  sudo netio-loadgen --backend xdp --iface eth1 --venue 10.0.0.1   # the client on AF_XDP too
   netio-loadgen --clients 4                        # four venue sessions whose orders trade with each other
 
 Round trip runs from each request's intended send time on a fixed schedule (open loop), so
@@ -992,6 +1033,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feed", action="store_true", help="do not join or check the ITCH feed")
     p.add_argument("--feed-iface", help="local address to join the feed group on (default: the one towards the venue)")
     p.add_argument("--feed-addr", help="receive the feed unicast on this host:port instead of the group")
+    p.add_argument("--backend", choices=("socket", "xdp", "dpdk"), default=d.backend,
+                   help="socket (default): kernel UDP sockets; xdp, dpdk: a netio port on --iface with netio's own "
+                        "UDP stack (ARP, IGMP), for a client whose own costs stay out of the round trip")
+    p.add_argument("--iface", help="the interface for --backend xdp or dpdk (our address: the kernel's there "
+                                   "towards the venue, or --bind's host)")
     p.add_argument("--recovery-port", type=int,
                    help="the venue's MoldUDP64 re-request server, asked for the messages of feed gaps after the "
                         f"run (default: the venue config's, {d.recovery_port}); 0: ask nothing, a gap fails the run")
@@ -1012,7 +1058,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     cfg = LoadConfig.from_venue(
         venue, host, bind=args.bind, clients=args.clients, firm=args.firm, rate=args.rate, duration=args.duration, seed=args.seed,
         cancel_ratio=args.cancel_ratio, replace_ratio=args.replace_ratio, ioc_ratio=args.ioc_ratio,
-        batch=args.batch, drain=args.drain, feed=not args.no_feed, feed_iface=args.feed_iface, hlog=args.hlog)
+        batch=args.batch, drain=args.drain, feed=not args.no_feed, feed_iface=args.feed_iface, hlog=args.hlog,
+        backend=args.backend, iface=args.iface)
     cfg.symbols = symbols
     if port:
         cfg.venue = f"{host}:{port}"
