@@ -91,9 +91,6 @@ class UdpStack:
         finally:
             self.port.release(burst)
 
-    def fileno(self) -> int | None:
-        return self.port.fileno()
-
     def close(self) -> None:
         """Leave the groups and close the port."""
         for group in self.stack.groups:
@@ -107,6 +104,7 @@ class UdpEndpoint:
 
     def __init__(self, owner: UdpStack, local_port: int, peer: tuple[str, int] | None, peer_mac: bytes | None):
         self.owner, self.local_port, self.peer, self.peer_mac = owner, local_port, peer, peer_mac
+        self.peer_ip = ip_int(peer[0]) if peer else None
         self.queue: list[Burst] = []
 
     def rx_burst(self, max_payloads: int = 256) -> Burst:
@@ -123,11 +121,13 @@ class UdpEndpoint:
         """Send each payload as one datagram to the peer; returns how many went."""
         if self.peer is None:
             raise PortError(f"UDP port {self.local_port} has no peer to send to")
-        frames = self.owner.stack.build_udp(burst, self.peer[0], self.peer[1], self.local_port, self.peer_mac)
+        frames = self.owner.stack.build_udp(burst, self.peer_ip, self.peer[1], self.local_port, self.peer_mac)
         return self.owner.port.tx_burst(frames)
 
-    def fileno(self) -> int | None:
-        return self.owner.fileno()
+    def fileno(self) -> None:
+        """None: an endpoint is polled, never waited on (a kernel-bypass port has nothing
+        that wakes a waiter on time, a DPDK one no descriptor at all)."""
+        return None
 
     def stats(self) -> PortStats:
         return PortStats()

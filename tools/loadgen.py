@@ -5,8 +5,10 @@ The whole order flow is drawn and encoded before the first send (numpy records t
 with its *intended* send time on a fixed schedule. The send loop only slices that buffer
 into datagrams of the requests now due and hands them to the kernel in one sendmmsg
 (``netio.udp_socket.UdpSocketPort``), or, with ``backend`` ``xdp`` or ``dpdk``, to a netio
-port on ``iface`` through netio's own UDP stack (``netio.udp_stack``): a fast client whose
-own costs stay out of the round trip. Round trip is measured from the intended send time,
+port on ``iface`` through netio's own UDP stack (``netio.udp_stack``), busy-polled: the
+fast client, which never sleeps between sends, so less of its own lateness is in the
+round trip (on the demo's veth at 2,000 requests/s: p50 70 us against the sockets' 124,
+p99 0.2 ms against 2.9). Round trip is measured from the intended send time,
 so a stall at the venue or in the sender shows up in every request scheduled during it
 (no coordinated omission).
 
@@ -418,7 +420,8 @@ def _sync_feed(cfg: LoadConfig, feed: UdpSocketPort | None) -> _Received:
     session = cfg.feed_session.encode().ljust(moldudp64.SESSION_LEN)
     deadline = time.monotonic() + FEED_SYNC_S
     while time.monotonic() < deadline:
-        select.select([feed.fileno()], [], [], 0.05)
+        if feed.fileno() is not None:
+            select.select([feed.fileno()], [], [], 0.05)
         burst = feed.rx_burst(256)
         market.take(burst, time.time_ns())
         synced = any(d[:moldudp64.SESSION_LEN] == session for d in burst.to_bytes())
@@ -468,6 +471,7 @@ def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], fee
     replies = [_Received() for _ in orders]
     ports = list(zip(orders, replies)) + ([(feed, market)] if feed is not None else [])
     fds = [p.fileno() for p, _ in ports]
+    spin = None in fds              # a netio port is polled, never waited on
     n, datagrams, max_lag = len(sched), 0, 0
     due, drain_end = 0, None
     while True:
@@ -501,7 +505,7 @@ def _exchange(cfg: LoadConfig, sched: Schedule, orders: list[UdpSocketPort], fee
         if not got:
             wake = int(due_at[due]) if drain_end is None and due < n else drain_end or now
             wait = (wake - time.time_ns()) / 1e9
-            if wait > 50e-6:   # sleep in select so replies still wake us, and other threads run
+            if wait > 50e-6 and not spin:   # sleep in select so replies still wake us, and other threads run
                 select.select(fds, [], [], min(wait, 0.002))
     return replies, n, datagrams, max_lag
 
@@ -1035,7 +1039,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feed-addr", help="receive the feed unicast on this host:port instead of the group")
     p.add_argument("--backend", choices=("socket", "xdp", "dpdk"), default=d.backend,
                    help="socket (default): kernel UDP sockets; xdp, dpdk: a netio port on --iface with netio's own "
-                        "UDP stack (ARP, IGMP), for a client whose own costs stay out of the round trip")
+                        "UDP stack (ARP, IGMP), busy-polled: the fast client, which takes a CPU to itself")
     p.add_argument("--iface", help="the interface for --backend xdp or dpdk (our address: the kernel's there "
                                    "towards the venue, or --bind's host)")
     p.add_argument("--recovery-port", type=int,
