@@ -45,7 +45,9 @@ its clients run in the namespace pinned to CPU 1. Figures:
   same light load with the same client: what the fused path saves.
 - ``loadgen_*``: tools/loadgen.py (a Python client: checks every reply and the feed
   against its fills) against the default venue at light load; its round trip includes
-  its own Python costs.
+  its own Python costs. ``loadgen_xdp_*``: the same on a netio AF_XDP port of its own in
+  the namespace (``--backend xdp``, busy-polled), the namespace's end then with GRO on
+  (native XDP there needs it on the other end's frames).
 - ``cpu_stall_*``: what the machine takes from the venue's CPU, measured before each venue
   run by a C loop that only reads the TSC there (tools/bench/c/cpu_stalls.c), median over
   the repeats: ``pct_over_2us``/``_10us``, the share of time lost in gaps beyond 2/10 us
@@ -165,9 +167,10 @@ class Bench:
         return self.v.popen(["taskset", "-c", CLIENT_CPU, self.client, self.v.ns_ip, self.ip, str(ORDER_PORT),
                              str(rate), str(seconds), str(WARMUP_S)], stdout=subprocess.PIPE, text=True)
 
-    def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: bool = False,
+    def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: str | None = None,
               busy_poll: bool = False) -> dict:
-        """One run of the venue against the C client (or tools/loadgen.py): its figures."""
+        """One run of the venue against the C client (or tools/loadgen.py on the ``loadgen``
+        backend): its figures."""
         port = open_venue_port(self.v.host_if, "xdp", 0, busy_poll=busy_poll)
         try:
             sync = ClockSync(SystemClock())
@@ -176,8 +179,8 @@ class Bench:
             if loadgen:
                 client = self.v.popen(["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "tools.loadgen",
                                        "--venue", self.ip, "--feed-iface", self.v.ns_ip, "--rate", str(rate),
-                                       "--duration", str(seconds), "--json"], stdout=subprocess.PIPE, text=True,
-                                      cwd=ROOT)
+                                       "--duration", str(seconds), "--json", "--backend", loadgen,
+                                       "--iface", self.v.ns_if], stdout=subprocess.PIPE, text=True, cwd=ROOT)
             else:
                 client = self._client(rate, seconds)
             first = last = None
@@ -364,7 +367,9 @@ def _timed() -> dict:
         busy = bench.venue(LIGHT_RATE, MODERATE_S, busy_poll=True)
         python = bench.venue(LIGHT_RATE, LIGHT_S, fused=False)
         saturated = bench.venue(SATURATION_RATE, SATURATION_S)
-        loadgen = bench.venue(LIGHT_RATE, LIGHT_S, loadgen=True)
+        loadgen = bench.venue(LIGHT_RATE, LIGHT_S, loadgen="socket")
+        iface.set_offloads(v.ns_if, gro=True, netns=v.ns_name)
+        loadgen_xdp = bench.venue(LIGHT_RATE, LIGHT_S, loadgen="xdp")
         if iface.xdp_program(v.host_if) is not None:
             raise RuntimeError("an XDP program was left on the bench interface")
     if not all(r["fused"] for r in venue_runs):
@@ -420,9 +425,10 @@ def _timed() -> dict:
     out["venue_orders_per_s"] = round(saturated["orders_per_s"])
     out["saturation_answered_per_s"] = round(saturated["client"]["answered_per_s"])
     out["saturation_lost"] = saturated["client"]["lost"]
-    lg = loadgen["client"]
-    out.update({"loadgen_rtt_us_p50": round(lg["rtt_ns"]["p50"] / 1000, 1),
-                "loadgen_rtt_us_p99": round(lg["rtt_ns"]["p99"] / 1000, 1),
-                "loadgen_rtt_us_p999": round(lg["rtt_ns"]["p99.9"] / 1000, 1),
-                "loadgen_checks_passed": not lg["failures"]})
+    for name, run in (("loadgen", loadgen), ("loadgen_xdp", loadgen_xdp)):
+        lg = run["client"]
+        out.update({f"{name}_rtt_us_p50": round(lg["rtt_ns"]["p50"] / 1000, 1),
+                    f"{name}_rtt_us_p99": round(lg["rtt_ns"]["p99"] / 1000, 1),
+                    f"{name}_rtt_us_p999": round(lg["rtt_ns"]["p99.9"] / 1000, 1),
+                    f"{name}_checks_passed": not lg["failures"]})
     return out
