@@ -20,6 +20,9 @@ from hdrh.histogram import HdrHistogram
 
 from engine import itch, moldudp64, ouch, soupbintcp
 from engine.recovery import Retransmissions
+from netio.port import Burst, Port, PortInfo, PortStats
+from netio.stack import Stack
+from netio.udp_stack import UdpStack
 from engine.venue_config import Symbol
 from tools import loadgen
 from tools.report.hlog import read_run
@@ -301,11 +304,56 @@ def test_the_first_feed_packet_of_the_run_lost_is_a_gap_too():
     assert recovered.feed_gaps == 0 and recovered.feed_recovered >= 1
 
 
+class ReRequestWire(Port):
+    """A link to a re-request server at 10.0.0.1:15002 (a netio Stack answering ARP, and
+    ``store`` answering MoldUDP64 requests): for a load on a netio port of its own."""
+
+    def __init__(self, store: Retransmissions):
+        self.info = PortInfo("memory", "wire0")
+        self.server, self.store, self.inbox = Stack("02:00:00:00:00:01", "10.0.0.1"), store, []
+        self.server.bind(15002)
+
+    def rx_burst(self, max_frames: int = 64) -> Burst:
+        frames, self.inbox = self.inbox[:max_frames], self.inbox[max_frames:]
+        return Burst.of(frames)
+
+    def tx_burst(self, burst: Burst) -> int:
+        result = self.server.process(burst)
+        self.inbox += result.replies.to_bytes()
+        for dg, request in zip(result.datagrams, result.payloads()):
+            answer = self.store.answer(request.tobytes(), int(dg["src_ip"]), 0)[0]
+            self.inbox += self.server.build_udp(Burst.of([answer]), int(dg["src_ip"]), int(dg["src_port"]), 15002,
+                                                bytes(dg["src_mac"])).to_bytes()
+        return len(burst)
+
+    def stats(self) -> PortStats:
+        return PortStats()
+
+    def close(self) -> None:
+        pass
+
+
+def _adds(n: int) -> list[bytes]:
+    return [itch.pack("A", stock_locate=0, order_reference_number=k, buy_sell_indicator="B", shares=100,
+                      stock="AAPL", price=1_900_000) for k in range(1, n + 1)]
+
+
+def test_on_a_netio_port_the_loads_own_stack_asks_for_the_gaps():
+    adds = _adds(301)
+    store = Retransmissions(SESSION, 1 << 10, 1400)
+    store.add(1, b"".join(len(m).to_bytes(2, "big") + m for m in adds))
+    stack = UdpStack(ReRequestWire(store), "02:00:00:00:00:02", "10.0.0.2")
+    cfg = loadgen.LoadConfig(venue="10.0.0.1:15000", feed_session=SESSION, recovery_port=15002)
+    feed = [moldudp64.encode(SESSION, 1, adds[:1]), moldudp64.encode(SESSION, 301, adds[300:])]   # 2..300 lost
+    got = loadgen.recover(cfg, b"".join(feed), np.array([0, len(feed[0])]), np.array([len(p) for p in feed]),
+                          stack=stack)
+    assert [m for p in got for m in moldudp64.decode(p).messages] == adds[1:300]
+
+
 def test_recovery_asks_again_for_what_did_not_fit_one_answer():
     """A gap of 299 Add Orders: answers of at most 1,400 bytes hold 36 each, so nine asks."""
     store = Retransmissions(SESSION, 1 << 10, 1400)
-    adds = [itch.pack("A", stock_locate=0, order_reference_number=k, buy_sell_indicator="B", shares=100,
-                      stock="AAPL", price=1_900_000) for k in range(1, 302)]
+    adds = _adds(301)
     store.add(1, b"".join(len(m).to_bytes(2, "big") + m for m in adds))
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))

@@ -751,30 +751,66 @@ def _sequence_gaps(seq: np.ndarray, count: np.ndarray) -> tuple[list[tuple[int, 
     return [(int(expected[k]), int(gap[k])) for k in np.flatnonzero(gap > 0)], int((gap < 0).sum())
 
 
-def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+class _Asker:
+    """Requests to the venue's re-request server and their answers: over a kernel UDP
+    socket, or over an endpoint of the load's own netio port (``stack``)."""
+
+    def __init__(self, cfg: LoadConfig, stack: UdpStack | None):
+        host = cfg.venue.rpartition(":")[0]
+        self.server = (host, cfg.recovery_port)
+        self.sock = self.endpoint = None
+        self.pending: list[bytes] = []
+        if stack is None:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((cfg.feed_iface or _local_address_towards(host), 0))
+        else:
+            self.endpoint = stack.endpoint(EPHEMERAL_PORT - 1, peer=self.server)
+
+    def ask(self, request: bytes) -> None:
+        if self.sock is not None:
+            self.sock.sendto(request, self.server)
+        else:
+            self.endpoint.tx_burst(Burst.of([request]))
+
+    def answer(self, wait_s: float) -> bytes | None:
+        """The next datagram from the server, or None after ``wait_s``."""
+        if self.sock is not None:
+            self.sock.settimeout(wait_s)
+            try:
+                return self.sock.recv(65536)
+            except TimeoutError:
+                return None
+        deadline = time.monotonic() + wait_s
+        while not self.pending and time.monotonic() < deadline:
+            self.pending = self.endpoint.rx_burst().to_bytes()
+        return self.pending.pop(0) if self.pending else None
+
+    def close(self) -> None:
+        (self.sock or self.endpoint).close()
+
+
+def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
+            stack: UdpStack | None = None) -> list[bytes]:
     """Ask the venue's re-request server (``cfg.recovery_port``) for the messages of every gap
-    in the feed datagrams received: each answer holds as many as fit, so the rest is asked
-    for again; a gap is given up after RECOVERY_TRIES unanswered requests in a row (the
-    server keeps only the latest messages, and holds each asker to a rate), and asking
-    stops after RECOVERY_S. Returns the answers, MoldUDP64 packets."""
+    in the feed datagrams received, over a kernel socket or the load's netio ``stack``:
+    each answer holds as many as fit, so the rest is asked for again; a gap is given up
+    after RECOVERY_TRIES unanswered requests in a row (the server keeps only the latest
+    messages, and holds each asker to a rate), and asking stops after RECOVERY_S. Returns
+    the answers, MoldUDP64 packets."""
     _, seq, count = _our_packets(cfg, moldudp64.decode_views(buf, offsets, lengths))
     gaps, _ = _sequence_gaps(seq, count)
     if not gaps or not cfg.recovery_port:
         return []
-    host = cfg.venue.rpartition(":")[0]
     answers, deadline = [], time.monotonic() + RECOVERY_S
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((cfg.feed_iface or _local_address_towards(host), 0))
-        sock.settimeout(RECOVERY_WAIT_S)
+    asker = _Asker(cfg, stack)
+    try:
         for first, n in gaps:
             at, end, misses, ask = first, first + n, 0, True
             while at < end and misses < RECOVERY_TRIES and time.monotonic() < deadline:
                 if ask:
-                    sock.sendto(moldudp64.request(cfg.feed_session, at, min(end - at, 0xFFFE)),
-                                (host, cfg.recovery_port))
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
+                    asker.ask(moldudp64.request(cfg.feed_session, at, min(end - at, 0xFFFE)))
+                data = asker.answer(RECOVERY_WAIT_S)
+                if data is None:
                     misses, ask = misses + 1, True
                     continue
                 try:
@@ -787,6 +823,8 @@ def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarra
                     continue
                 answers.append(data)
                 at, misses, ask = at + len(packet.messages), 0, True
+    finally:
+        asker.close()
     return answers
 
 
@@ -949,6 +987,9 @@ def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
         named = [(f"client {c}" if len(orders) > 1 else "replies", p) for c, p in enumerate(orders)]
         rx_drops = {f"{name}: {why}": n for name, port in named + [("feed", feed)] if port
                     for why, n in port.stats().drops.items() if n}
+        # while the ports are open: on a netio port its own stack asks (the kernel sees none of it)
+        stack = orders[0].owner if isinstance(orders[0], UdpEndpoint) else None
+        recovered = recover(cfg, *market.joined()[:3], stack=stack) if cfg.feed else []
     finally:
         for port in orders + [feed]:
             if port is not None:
@@ -962,11 +1003,7 @@ def run(cfg: LoadConfig, stop: threading.Event | None = None) -> Summary:
         book.unexpected[what] += c
     lost, silent = book.lost_and_silent()
     rtt = round_trips(sched, book, stamps[datagram_of] if len(datagram_of) else stamps[:0], start_ns)
-    if cfg.feed:
-        feed_datagrams = market.joined()[:3]
-        fres = check_feed(cfg, *feed_datagrams, book, book.examples, recover(cfg, *feed_datagrams))
-    else:
-        fres = FeedResult()
+    fres = check_feed(cfg, *market.joined()[:3], book, book.examples, recovered) if cfg.feed else FeedResult()
     if cfg.hlog:
         write_hlog(cfg.hlog, rtt, sched, start_ns, cfg.interval)
 
