@@ -39,6 +39,7 @@ class UdpStack:
         self.port, self.mac, self.ip = port, mac_bytes(mac), ip_int(ip)
         self.stack = Stack(mac, ip)
         self._endpoints: dict[int, UdpEndpoint] = {}
+        self._neighbours: dict[int, bytes] = {}     # IPv4 address -> MAC, as ARP answered
 
     def endpoint(self, local_port: int, peer: tuple[str, int] | None = None,
                  groups: tuple[str, ...] = ()) -> UdpEndpoint:
@@ -54,8 +55,11 @@ class UdpStack:
         return endpoint
 
     def resolve(self, host: str) -> bytes:
-        """``host``'s MAC, asked for by ARP; PortError when nobody answers."""
+        """``host``'s MAC, asked for by ARP (once); PortError when nobody answers. What else
+        comes in meanwhile goes its usual way."""
         target = ip_int(host)
+        if target in self._neighbours:
+            return self._neighbours[target]
         ask = _ARP.pack(_BROADCAST, self.mac, _ETH_P_ARP, 1, 0x0800, 6, 4, _ARP_REQUEST,
                         self.mac, self.ip.to_bytes(4, "big"), bytes(6), target.to_bytes(4, "big"))
         for _ in range(ARP_TRIES):
@@ -64,12 +68,13 @@ class UdpStack:
             while time.monotonic() < deadline:
                 burst = self.port.rx_burst(64)
                 try:
-                    for frame in burst:
-                        mac = _arp_answer(frame, target)
-                        if mac is not None:
-                            return mac
+                    answers = [mac for mac in (_arp_answer(frame, target) for frame in burst) if mac is not None]
+                    self._take(burst)
                 finally:
                     self.port.release(burst)
+                if answers:
+                    self._neighbours[target] = answers[0]
+                    return answers[0]
         raise PortError(f"no ARP answer from {host} on {self.port.info.iface} "
                         f"({ARP_TRIES} requests, {ARP_WAIT_S} s apart): is it up and on this link?")
 
@@ -78,18 +83,21 @@ class UdpStack:
         payloads of each endpoint's datagrams on it, copied into a burst of their own."""
         burst = self.port.rx_burst(256)
         try:
-            if not len(burst):
-                return
-            result = self.stack.process(burst)
-            if len(result.replies):
-                self.port.tx_burst(result.replies)
-            datagrams = result.datagrams
-            for local_port, endpoint in self._endpoints.items():
-                mine = datagrams[datagrams["dst_port"] == local_port]
-                if len(mine):
-                    endpoint.queue.append(_copied(result.buffer, mine["offset"], mine["length"]))
+            self._take(burst)
         finally:
             self.port.release(burst)
+
+    def _take(self, burst: Burst) -> None:
+        if not len(burst):
+            return
+        result = self.stack.process(burst)
+        if len(result.replies):
+            self.port.tx_burst(result.replies)
+        datagrams = result.datagrams
+        for local_port, endpoint in self._endpoints.items():
+            mine = datagrams[datagrams["dst_port"] == local_port]
+            if len(mine):
+                endpoint.queue.append(_copied(result.buffer, mine["offset"], mine["length"]))
 
     def close(self) -> None:
         """Leave the groups and close the port."""

@@ -83,6 +83,17 @@ def test_a_group_endpoint_joins_with_an_igmp_report_and_takes_the_groups_datagra
     assert feed.rx_burst().to_bytes() == [b"tick"]
 
 
+def test_a_peer_is_asked_for_once_and_what_comes_in_meanwhile_is_kept():
+    wire = Wire()
+    stack = UdpStack(wire, *OURS)
+    feed = stack.endpoint(15001, groups=("239.192.0.1",))
+    wire.send([b"early"], "239.192.0.1", 15001, to_mac=None)        # waiting in the port during the ARP
+    stack.endpoint(50000, peer=(PEER[1], 15000))
+    stack.endpoint(50001, peer=(PEER[1], 15000))
+    assert sum(f[12:14] == b"\x08\x06" for f in wire.frames_sent) == 1
+    assert feed.rx_burst().to_bytes() == [b"early"]
+
+
 def test_a_peer_that_does_not_answer_arp_is_a_port_error_naming_it(monkeypatch):
     monkeypatch.setattr(udp_stack, "ARP_WAIT_S", 0.01)
     with pytest.raises(PortError, match="no ARP answer from 10.0.0.1 on wire0"):
