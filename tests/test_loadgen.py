@@ -48,6 +48,8 @@ class FakeVenue(threading.Thread):
     overfill=n         the n-th Execution (taker side) reports 100 shares more than were open
     feed_skip=n        the n-th feed packet is never sent (its sequence numbers are lost)
     recovery=True      answer MoldUDP64 re-requests on ``recovery_port`` from every message sent
+    resting=n          before the run, n orders of another client rest on both sides of every
+                       symbol near its reference (their Adds were on the feed before the load joined)
     Idle for HEARTBEAT_S, it sends a MoldUDP64 heartbeat, as a venue does.
     hide_delete=n      the n-th ITCH Order Delete is never published (the sequence stays whole)
     stall=(n, s)       before request n, stop reading for s seconds
@@ -75,6 +77,13 @@ class FakeVenue(threading.Thread):
         self.ref = self.match = self.requests = self.feed_packets = self.deletes = 0
         self.sequence = 1
         self.seen = Counter()
+        elsewhere = ("127.0.0.1", 9)      # another client: its replies go nowhere
+        for k in range(faults.get("resting", 0)):
+            for s in SYMBOLS:
+                for side, off in (("B", -100 * (k + 1)), ("S", 100 * (k + 1))):
+                    self.enter(dict(order_token=f"OLD{k}{side}{s.name}", buy_sell_indicator=side, shares=300,
+                                    stock=s.name, price=s.reference + off, time_in_force=99999, firm="FIRM"),
+                               elsewhere, [], [])
 
     def run(self) -> None:
         fed = time.monotonic()
@@ -280,6 +289,14 @@ def test_a_wrong_fill_is_detected_against_the_order_and_the_feed():
     s = _run(overfill=5)
     assert s.wrong_fills.get("more shares than open", 0) >= 1   # later fills of that order overrun too
     assert s.feed_errors.get("execution differs") == 1 and not s.passed
+
+
+def test_fills_against_orders_that_rested_before_the_run_pass_on_their_shares():
+    """Another client's orders rest before the load joins the feed: our executions against
+    them print at prices on Adds we never saw, and are checked on their shares."""
+    s = _run(resting=3)
+    assert s.passed, s.failures
+    assert s.fills > 0 and s.feed_errors == {}
 
 
 def test_a_feed_gap_the_re_request_server_does_not_fill_is_detected():

@@ -71,6 +71,9 @@ RECOVERY_WAIT_S = 0.2       # for each answer of the re-request server
 RECOVERY_TRIES = 5          # unanswered requests in a row before a gap is given up
 RECOVERY_S = 10.0           # for all the gaps of a run
 FEED_SYNC_S = 1.5           # to wait for a first feed packet before sending
+# An E prints at its resting order's price, on the order's Add: unseen when that order
+# was added before the run (another client's liquidity), and then only its shares are checked.
+_UNSEEN = -1
 
 
 @dataclasses.dataclass
@@ -882,13 +885,10 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
 
     def price_of(r: np.ndarray) -> np.ndarray:
         if not len(refs):
-            return np.full(len(r), UNSEEN, np.int64)
+            return np.full(len(r), _UNSEEN, np.int64)
         i = np.minimum(np.searchsorted(refs, r), len(refs) - 1)
-        return np.where(refs[i] == r, prices[i], UNSEEN)
+        return np.where(refs[i] == r, prices[i], _UNSEEN)
 
-    # An E prints at its resting order's price: unseen when that order was added before the
-    # run (another client's liquidity), and then only the shares can be checked.
-    UNSEEN = -1
     e_ref = m["E"]["order_reference_number"].astype(np.uint64)
     prints = {}
     for match, shares, price in zip(
@@ -901,7 +901,7 @@ def check_feed(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.nda
         on_feed = prints.get(match)
         if on_feed is None:
             error("execution missing", f"match {match} ({shares}@{price}) not printed")
-        elif on_feed[0] != shares or on_feed[1] not in (price, UNSEEN):
+        elif on_feed[0] != shares or on_feed[1] not in (price, _UNSEEN):
             error("execution differs", f"match {match}: ours {shares}@{price}, feed {on_feed[0]}@{on_feed[1]}")
 
     # Every own order that rested is on the book: A/F (an Enter) or A/F/U (a replacement).
