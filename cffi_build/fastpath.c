@@ -894,8 +894,9 @@ static void *run(void *arg)
 {
     struct fp_runner *r = arg;
     struct fp_venue *v = r->v;
+    struct priv *p = v->priv;
     uint64_t dropped[FP_STAMPS], seen, feed_seq = v->feed_seq, feed_at = __rdtsc();
-    ((struct priv *)v->priv)->polled_tsc = feed_at;
+    p->polled_tsc = feed_at;
     while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
         int full = r->head - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) > r->mask;
         uint64_t *slot = full ? dropped : r->ring + (r->head & r->mask) * FP_STAMPS;
@@ -916,7 +917,7 @@ static void *run(void *arg)
         } else if (r->heartbeat_cycles && now - feed_at > r->heartbeat_cycles) {
             heartbeat(r);
             feed_at = now;
-            ((struct priv *)v->priv)->polled_tsc = __rdtsc();     /* sending it is no stall */
+            p->polled_tsc = __rdtsc();      /* sending it is no stall */
         }
     }
     return NULL;

@@ -35,6 +35,7 @@ from engine import itch, moldudp64
 from engine.book import Book
 from engine.commands import FEED_OP_DTYPE, FEED_STATUS, Side
 from engine.matching import Matcher
+from netio.port import Burst
 
 BOOK_TYPES = "AFECXDU"
 """The ITCH 5.0 messages that change an order book."""
@@ -178,7 +179,8 @@ class FeedHandler:
 
     def _with_held(self, buffer, offsets, lengths, seq):
         """The held messages and these, in one compact buffer."""
-        new_buf, new_off = _gather(buffer, offsets, lengths)
+        new = Burst.gather(buffer, offsets, lengths)
+        new_buf, new_off = new.buffer, new.offsets
         return (np.concatenate((self._held_buf, new_buf)),
                 np.concatenate((self._held_off, new_off + len(self._held_buf))),
                 np.concatenate((self._held_len, lengths)).astype(np.uint32),
@@ -216,7 +218,8 @@ class FeedHandler:
                 self._counts["requests"] += 1
                 self._asked = now
             break
-        self._held_buf, self._held_off = _gather(buffer, offsets[order], lengths[order])
+        held = Burst.gather(buffer, offsets[order], lengths[order])
+        self._held_buf, self._held_off = held.buffer, held.offsets
         self._held_len, self._held_seq = lengths[order].astype(np.uint32), s
         return applied
 
@@ -284,11 +287,3 @@ class FeedHandler:
             out[name] = (pairs[::-1] if side == Side.BUY else pairs)[:levels]
         return out
 
-
-def _gather(buffer: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The byte ranges ``buffer[offsets[i]:offsets[i] + lengths[i]]`` packed into one new
-    array, and their offsets in it."""
-    lengths = lengths.astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    index = np.repeat(offsets.astype(np.int64) - starts, lengths) + np.arange(int(lengths.sum()))
-    return np.asarray(buffer)[index], starts

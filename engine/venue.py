@@ -325,10 +325,8 @@ class Venue:
             self.risk.on_events(cmds, events)
             st[3] = rdtsc()
             self._count(cmds, events)
-            if self.impl == "c":
-                parts = [self._replies_c(cmds, events, decoded, msg_index), self._feed_c(events)]
-            else:
-                parts = [self._replies(cmds, events, decoded, msg_index), self._feed(events)]
+            replies = self._replies_c if self.impl == "c" else self._replies
+            parts = [replies(cmds, events, decoded, msg_index), self._feed(events)]
             frames = self._frames(parts)
             st[4] = rdtsc()
             if self.journal:
@@ -440,8 +438,7 @@ class Venue:
         self.feed_seq = 2 + len(self.names) + len(published)
         if self.recovery is not None:
             tail = published[-self.config.recovery_messages:]
-            stream = self._itch_c(tail) if self.impl == "c" else self._itch(tail)
-            self.recovery.add(self.feed_seq - len(tail), stream)
+            self.recovery.add(self.feed_seq - len(tail), self._itch(tail))
 
     def _grow_tokens(self, n: int) -> None:
         if n > len(self.token_bytes):
@@ -566,12 +563,8 @@ class Venue:
         self.counts["datagrams"] += len(dgs)
         if not len(dgs):
             return np.zeros(0, COMMAND_DTYPE), None, None, None
-        lengths = dgs["length"].astype(np.int64)
-        starts = np.zeros(len(dgs), np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        gather = np.repeat(dgs["offset"] - starts, lengths) + np.arange(int(lengths.sum()))
-        buf = result.buffer[gather]
-        decoded, src = self._split(buf, starts)
+        payloads = Burst.gather(result.buffer, dgs["offset"], dgs["length"])
+        decoded, src = self._split(payloads.buffer, payloads.offsets)
         client = self._client_ids(dgs)[src]
         t, idx = decoded.order_type, decoded.order_index
         # Only enter, replace and cancel are traded here; modify and trade-now are dropped,
@@ -841,16 +834,14 @@ class Venue:
         return Datagrams(payload, offsets, lengths, self.client_ip[dst], self.client_port[dst],
                          np.full(len(dst), self.config.order_port, np.uint16), self.client_mac[dst])
 
-    def _feed_c(self, events) -> Datagrams | None:
-        """``_feed`` in one C call (cffi_build/venue.c)."""
-        stream = self._itch_c(events)
-        return self._feed_datagrams(stream) if len(stream) else None
-
     def _feed(self, events) -> Datagrams | None:
-        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group
-        (numpy reference of ``_feed_c``)."""
+        """ITCH 5.0 messages of the batch's book events, in MoldUDP64 datagrams to the group."""
         stream = self._itch(events)
         return self._feed_datagrams(stream) if len(stream) else None
+
+    def _itch(self, events) -> np.ndarray | bytes:
+        """The ITCH 5.0 messages of book events, as a MoldUDP64 block stream."""
+        return self._itch_c(events) if self.impl == "c" else self._itch_numpy(events)
 
     def _itch_c(self, events) -> np.ndarray:
         """``_itch`` in one C call (cffi_build/venue.c)."""
@@ -862,8 +853,8 @@ class Venue:
                                           self._n_msgs)
         return self._itch_out[:written]
 
-    def _itch(self, events) -> bytes:
-        """The ITCH 5.0 messages of book events, as a MoldUDP64 block stream."""
+    def _itch_numpy(self, events) -> bytes:
+        """``_itch`` in numpy, the reference of ``_itch_c``."""
         e = events[_BOOK_KINDS[events["kind"]]]
         if not len(e):
             return b""

@@ -23,20 +23,12 @@ def huge_page_area(size: int) -> tuple[mmap.mmap, np.ndarray]:
     when it is."""
     # room to start on a boundary, and for a whole huge page under the last bytes
     area = mmap.mmap(-1, -(-size // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    ask_for_huge_pages(area)
-    start = -np.frombuffer(area, np.uint8, count=1).ctypes.data % HUGE_PAGE
-    return area, np.frombuffer(area, np.uint8, count=size, offset=start)
-
-
-def ask_for_huge_pages(area: mmap.mmap) -> bool:
-    """Ask for 2 MB pages for a private anonymous mapping not touched yet (shared memory
-    follows its own setting, shmem_enabled); False where this kernel has no transparent
-    huge pages (the memory stays on 4 kB pages; huge_page_bytes says what it got)."""
     try:
         area.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE
-        return False
-    return True
+    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE; huge_page_bytes says 0
+        pass
+    start = -np.frombuffer(area, np.uint8, count=1).ctypes.data % HUGE_PAGE
+    return area, np.frombuffer(area, np.uint8, count=size, offset=start)
 
 
 def huge_page_bytes(array: np.ndarray) -> int:

@@ -83,6 +83,16 @@ class Burst:
         return cls(buffer, offsets, lengths, np.zeros(len(chunks), np.int64))
 
     @classmethod
+    def gather(cls, buffer: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> Burst:
+        """The ranges ``buffer[offsets[i]:offsets[i] + lengths[i]]`` copied back to back into a
+        burst of their own (e.g. payloads out of frames a port only lends), in one numpy gather."""
+        lengths = np.asarray(lengths, np.int64)
+        starts = np.zeros(len(lengths), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        index = np.repeat(np.asarray(offsets, np.int64) - starts, lengths) + np.arange(int(lengths.sum()))
+        return cls(np.asarray(buffer)[index], starts, lengths.astype(np.uint32), np.zeros(len(lengths), np.int64))
+
+    @classmethod
     def empty(cls, ts_source: TimestampSource = TimestampSource.NONE) -> Burst:
         return cls(np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.uint32),
                    np.zeros(0, np.int64), ts_source)

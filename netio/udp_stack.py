@@ -97,7 +97,7 @@ class UdpStack:
         for local_port, endpoint in self._endpoints.items():
             mine = datagrams[datagrams["dst_port"] == local_port]
             if len(mine):
-                endpoint.queue.append(_copied(result.buffer, mine["offset"], mine["length"]))
+                endpoint.queue.append(Burst.gather(result.buffer, mine["offset"], mine["length"]))
 
     def close(self) -> None:
         """Leave the groups and close the port."""
@@ -146,14 +146,6 @@ class UdpEndpoint:
         self.owner.stack.unbind(self.local_port)
         if not self.owner._endpoints:
             self.owner.close()
-
-
-def _copied(buffer: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> Burst:
-    """The slices of ``buffer`` back to back in a buffer of their own (the port's is lent)."""
-    lengths = lengths.astype(np.int64)
-    starts = np.cumsum(lengths) - lengths
-    index = np.repeat(offsets.astype(np.int64) - starts, lengths) + np.arange(int(lengths.sum()))
-    return Burst(buffer[index], starts, lengths.astype(np.uint32), np.zeros(len(lengths), np.int64))
 
 
 def _arp_answer(frame: np.ndarray, target: int) -> bytes | None:

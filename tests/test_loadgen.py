@@ -20,9 +20,10 @@ from hdrh.histogram import HdrHistogram
 
 from engine import itch, moldudp64, ouch, soupbintcp
 from engine.recovery import Retransmissions
-from netio.port import Burst, Port, PortInfo, PortStats
+from netio.port import Burst
 from netio.stack import Stack
 from netio.udp_stack import UdpStack
+from tests.test_venue import MemoryPort
 from engine.venue_config import Symbol
 from tools import loadgen
 from tools.report.hlog import read_run
@@ -321,18 +322,14 @@ def test_the_first_feed_packet_of_the_run_lost_is_a_gap_too():
     assert recovered.feed_gaps == 0 and recovered.feed_recovered >= 1
 
 
-class ReRequestWire(Port):
+class ReRequestWire(MemoryPort):
     """A link to a re-request server at 10.0.0.1:15002 (a netio Stack answering ARP, and
     ``store`` answering MoldUDP64 requests): for a load on a netio port of its own."""
 
     def __init__(self, store: Retransmissions):
-        self.info = PortInfo("memory", "wire0")
-        self.server, self.store, self.inbox = Stack("02:00:00:00:00:01", "10.0.0.1"), store, []
+        super().__init__()
+        self.server, self.store = Stack("02:00:00:00:00:01", "10.0.0.1"), store
         self.server.bind(15002)
-
-    def rx_burst(self, max_frames: int = 64) -> Burst:
-        frames, self.inbox = self.inbox[:max_frames], self.inbox[max_frames:]
-        return Burst.of(frames)
 
     def tx_burst(self, burst: Burst) -> int:
         result = self.server.process(burst)
@@ -342,12 +339,6 @@ class ReRequestWire(Port):
             self.inbox += self.server.build_udp(Burst.of([answer]), int(dg["src_ip"]), int(dg["src_port"]), 15002,
                                                 bytes(dg["src_mac"])).to_bytes()
         return len(burst)
-
-    def stats(self) -> PortStats:
-        return PortStats()
-
-    def close(self) -> None:
-        pass
 
 
 def _adds(n: int) -> list[bytes]:

@@ -6,34 +6,30 @@ import ipaddress
 import pytest
 
 from netio import udp_stack
-from netio.port import Burst, Port, PortError, PortInfo, PortStats
+from netio.port import Burst, PortError, PortInfo
 from netio.stack import Stack
 from netio.udp_stack import UdpStack
+from tests.test_venue import MemoryPort
 
 OURS = ("02:00:00:00:00:02", "10.0.0.2")
 PEER = ("02:00:00:00:00:01", "10.0.0.1")
 
 
-class Wire(Port):
-    """Our end of a link to a peer host (a netio Stack): what we send, it takes in (and
-    answers ARP requests for itself); what it sends, comes in."""
+class Wire(MemoryPort):
+    """Our end of a link to a peer host (a netio Stack): what we send (``sent``), it takes
+    in (and answers ARP requests for itself); what it sends, comes in."""
 
     def __init__(self, answers_arp: bool = True):
+        super().__init__()
         self.info = PortInfo("memory", "wire0")
         self.peer = Stack(*PEER)
         self.peer.bind(15000)
         self.answers_arp = answers_arp
-        self.inbox: list[bytes] = []
         self.at_peer: list[tuple[str, int, bytes]] = []    # (source IP, source port, payload)
-        self.frames_sent: list[bytes] = []
         self.closed = False
 
-    def rx_burst(self, max_frames: int = 64) -> Burst:
-        frames, self.inbox = self.inbox[:max_frames], self.inbox[max_frames:]
-        return Burst.of(frames)
-
     def tx_burst(self, burst: Burst) -> int:
-        self.frames_sent += burst.to_bytes()
+        super().tx_burst(burst)
         result = self.peer.process(burst)
         if self.answers_arp:
             self.inbox += result.replies.to_bytes()
@@ -45,9 +41,6 @@ class Wire(Port):
     def send(self, payloads: list[bytes], to_ip: str, to_port: int, to_mac: str | None = OURS[0]) -> None:
         """The peer sends payloads to us (or to a group: to_mac None)."""
         self.inbox += self.peer.build_udp(Burst.of(payloads), to_ip, to_port, 15000, to_mac).to_bytes()
-
-    def stats(self) -> PortStats:
-        return PortStats()
 
     def close(self) -> None:
         self.closed = True
@@ -78,7 +71,7 @@ def test_datagrams_go_to_the_endpoint_of_their_port_in_order_as_copies():
 def test_a_group_endpoint_joins_with_an_igmp_report_and_takes_the_groups_datagrams():
     wire = Wire()
     feed = UdpStack(wire, *OURS).endpoint(15001, groups=("239.192.0.1",))
-    assert wire.frames_sent[-1][23] == 2          # IPv4 protocol 2: IGMP
+    assert wire.sent[-1][23] == 2          # IPv4 protocol 2: IGMP
     wire.send([b"tick"], "239.192.0.1", 15001, to_mac=None)
     assert feed.rx_burst().to_bytes() == [b"tick"]
 
@@ -90,7 +83,7 @@ def test_a_peer_is_asked_for_once_and_what_comes_in_meanwhile_is_kept():
     wire.send([b"early"], "239.192.0.1", 15001, to_mac=None)        # waiting in the port during the ARP
     stack.endpoint(50000, peer=(PEER[1], 15000))
     stack.endpoint(50001, peer=(PEER[1], 15000))
-    assert sum(f[12:14] == b"\x08\x06" for f in wire.frames_sent) == 1
+    assert sum(f[12:14] == b"\x08\x06" for f in wire.sent) == 1
     assert feed.rx_burst().to_bytes() == [b"early"]
 
 
@@ -110,6 +103,6 @@ def test_a_port_bound_twice_is_refused_and_the_last_endpoint_closes_the_port():
     first.close()
     assert not wire.closed
     second.close()
-    assert wire.closed and wire.frames_sent[-1][23] == 2    # and the group was left
+    assert wire.closed and wire.sent[-1][23] == 2    # and the group was left
     with pytest.raises(PortError, match="no peer"):
         first.tx_burst(Burst.of([b"x"]))

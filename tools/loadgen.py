@@ -49,13 +49,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from engine import itch, moldudp64, ouch
 from engine.telemetry import HlogWriter, StageHistogram
 from engine.venue_config import VenueConfig
+from netio import iface
 from netio.port import Burst, PortError, open_port
 from netio.udp_socket import UdpSocketPort
 from netio.udp_stack import UdpEndpoint, UdpStack
@@ -403,9 +403,9 @@ def _open_ports(cfg: LoadConfig) -> tuple[list[UdpSocketPort], UdpSocketPort | N
         if cfg.feed_group is None:
             feed = UdpSocketPort(cfg.feed_bind or f"0.0.0.0:{cfg.feed_port}", **_RX)
         else:
-            iface = cfg.feed_iface or _local_address_towards(cfg.venue.rpartition(":")[0])
+            local = cfg.feed_iface or _local_address_towards(cfg.venue.rpartition(":")[0])
             feed = UdpSocketPort(f"{cfg.feed_group}:{cfg.feed_port}", groups=[cfg.feed_group],
-                                 multicast_if=iface, **_RX)
+                                 multicast_if=local, **_RX)
     except BaseException:
         for p in orders:
             p.close()
@@ -443,8 +443,7 @@ def _open_netio_ports(cfg: LoadConfig) -> tuple[list[UdpEndpoint], UdpEndpoint |
     venue_host, _, venue_port = cfg.venue.rpartition(":")
     host, _, port = cfg.bind.rpartition(":")
     ip = host if host not in ("", "0.0.0.0") else _local_address_towards(venue_host)
-    mac = Path(f"/sys/class/net/{cfg.iface}/address").read_text().strip()
-    stack = UdpStack(open_port(cfg.iface, cfg.backend), mac, ip)
+    stack = UdpStack(open_port(cfg.iface, cfg.backend), iface.link_state(cfg.iface).mac, ip)
     try:
         first = int(port) or EPHEMERAL_PORT
         orders = [stack.endpoint(first + c, peer=(venue_host, int(venue_port))) for c in range(cfg.clients)]
@@ -755,41 +754,34 @@ def _sequence_gaps(seq: np.ndarray, count: np.ndarray) -> tuple[list[tuple[int, 
 
 
 class _Asker:
-    """Requests to the venue's re-request server and their answers: over a kernel UDP
-    socket, or over an endpoint of the load's own netio port (``stack``)."""
+    """Requests to the venue's re-request server and their answers, through a port of the
+    burst API: a kernel UDP socket, or an endpoint of the load's own netio ``stack``."""
 
     def __init__(self, cfg: LoadConfig, stack: UdpStack | None):
         host = cfg.venue.rpartition(":")[0]
-        self.server = (host, cfg.recovery_port)
-        self.sock = self.endpoint = None
-        self.pending: list[bytes] = []
         if stack is None:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((cfg.feed_iface or _local_address_towards(host), 0))
+            self.port = UdpSocketPort(f"{cfg.feed_iface or _local_address_towards(host)}:0",
+                                      peer=f"{host}:{cfg.recovery_port}", **_RX)
         else:
-            self.endpoint = stack.endpoint(EPHEMERAL_PORT - 1, peer=self.server)
+            self.port = stack.endpoint(EPHEMERAL_PORT - 1, peer=(host, cfg.recovery_port))
+        self.pending: list[bytes] = []
 
     def ask(self, request: bytes) -> None:
-        if self.sock is not None:
-            self.sock.sendto(request, self.server)
-        else:
-            self.endpoint.tx_burst(Burst.of([request]))
+        self.port.tx_burst(Burst.of([request]))
 
     def answer(self, wait_s: float) -> bytes | None:
         """The next datagram from the server, or None after ``wait_s``."""
-        if self.sock is not None:
-            self.sock.settimeout(wait_s)
-            try:
-                return self.sock.recv(65536)
-            except TimeoutError:
-                return None
         deadline = time.monotonic() + wait_s
-        while not self.pending and time.monotonic() < deadline:
-            self.pending = self.endpoint.rx_burst().to_bytes()
+        while not self.pending and (left := deadline - time.monotonic()) > 0:
+            if self.port.fileno() is not None:      # a socket is waited on, an endpoint polled
+                select.select([self.port.fileno()], [], [], left)
+            burst = self.port.rx_burst(256)
+            self.pending = burst.to_bytes()
+            self.port.release(burst)
         return self.pending.pop(0) if self.pending else None
 
     def close(self) -> None:
-        (self.sock or self.endpoint).close()
+        self.port.close()
 
 
 def recover(cfg: LoadConfig, buf: bytes, offsets: np.ndarray, lengths: np.ndarray,
