@@ -330,6 +330,8 @@ def test_the_benchmarks_c_client_gets_every_order_answered_by_the_venue_and_by_t
         assert got["sent"] == got["answered"] == 500 and got["lost"] == 0
         assert got["duplicates"] == got["rejected"] == got["foreign"] == got["send_errors"] == 0
         assert 0 < got["rtt_ns_p50"] <= got["rtt_ns_p99"] <= got["rtt_ns_max"]
+    # the echo's own walk (poll to TX submit) for every frame it answered, warm-up included
+    assert len(echo["walks_ns"]) >= 500 and (echo["walks_ns"] > 0).all()
     assert {"NetworkRX", "NetworkTX", "TxCompletion", "TOTAL"} <= set(run["stages"])
 
 

@@ -330,8 +330,10 @@ def test_a_fused_c_loop_drives_the_port_through_c_api(veth, tmp_path):
                     os.path.join(ROOT, "tools/bench/c/fused_echo.c")], check=True)
     fused = ctypes.CDLL(str(so)).fused_echo
     fused.restype = ctypes.c_int64
+    u64 = ctypes.POINTER(ctypes.c_uint64)
     fused.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
-                      ctypes.c_int64]
+                      ctypes.c_int64, u64, ctypes.c_uint64, u64]
+    walks, n_walks = (ctypes.c_uint64 * 8)(), ctypes.c_uint64()
     sent = frames_to(veth.host_mac, veth.ns_mac, [64, 128, 1500])
     with xdp.XdpPort(veth.host_if, xdp_mode="native") as port:
         echoed = []
@@ -340,10 +342,12 @@ def test_a_fused_c_loop_drives_the_port_through_c_api(veth, tmp_path):
             send_from_namespace(veth, sent)
             port_addr, api_addr = port.c_api()
             echoed.append(fused(port_addr, api_addr, port.umem.ctypes.data, port.umem.nbytes, 200_000_000,
-                                5_000_000_000))
+                                5_000_000_000, walks, len(walks), ctypes.byref(n_walks)))
         back = capture_in_namespace(veth, 3, echo)
         assert port.stats().rx_packets == 3 and port.stats().tx_packets == 3
     assert echoed == [3]
+    # each frame's poll-to-TX-submit cycles, the window the venue's TOTAL stage measures
+    assert n_walks.value == 3 and all(0 < w < 1e9 for w in walks[:3])
     # fused_echo.c sends each frame back to its sender: MACs, IPv4 addresses and UDP ports swapped
     assert back == [f[6:12] + f[:6] + f[12:26] + f[30:34] + f[26:30] + f[36:38] + f[34:36] + f[38:] for f in sent]
 

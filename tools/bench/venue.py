@@ -25,6 +25,13 @@ its clients run in the namespace pinned to CPU 1. Figures:
   runs on the CPU between them evicts what the walk warmed), orders 100 us apart mostly
   warm. Touching the walk's code and data between orders did not bring that back, and
   running a second venue's walk between orders only a seventh of it (tried).
+- ``c_echo_internal_ns_*``, ``c_echo_internal_pct_over_10us``: the same window (the poll
+  that found a frame to its descriptor on the TX ring) in the C echo below, in the turns it
+  takes with the venue, median over the repeats: the least walk this path allows (read a
+  frame, swap its addresses, put it on the TX ring; a few hundred ns), so its tail is what
+  the path and the machine add to almost no walk. The machine's interruptions land in a
+  walk in proportion to its length: beside ``floor_walk_*`` (a fixed 2 us) and
+  ``internal_*``, it shows how much of the venue's tail its walk's length buys.
 - ``internal_busy_poll_*``: light load again with the port busy-polled
   (``netio-run --busy-poll``), the venue's loop doing the veth's receive processing in a
   syscall whenever its ring is empty: why that is not the default.
@@ -104,7 +111,7 @@ from netio.stack import Stack
 from netio.tsc import frequency
 from tools.run import open_venue_port
 
-VENUE_CPU, CLIENT_CPU = 0, "1"
+VENUE_CPU, CLIENT_CPU = 0, 1
 LIGHT_RATE, LIGHT_S, WARMUP_S = 1_000, 10.0, 0.5
 MODERATE_RATE, MODERATE_S = 10_000, 5.0
 REPEATS = 5
@@ -128,9 +135,9 @@ def _compile(workdir: Path) -> tuple[str, str, str]:
 
 
 class _Pinned:
-    """The body on ``cpu`` (the venue's) without the cyclic garbage collector, then as before."""
+    """The body on ``cpu`` without the cyclic garbage collector, then as before."""
 
-    def __init__(self, cpu: int = VENUE_CPU):
+    def __init__(self, cpu: int):
         self.cpu = cpu
 
     def __enter__(self):
@@ -144,17 +151,20 @@ class _Pinned:
 
 
 class Bench:
-    def __init__(self, v: VethNamespace, client: str, echo: str, stalls: str):
-        self.v, self.client = v, client
+    """The runs on ``v``: the venue (or echo, or probe) on CPU ``cpu``, clients on ``client_cpu``."""
+
+    def __init__(self, v: VethNamespace, client: str, echo: str, stalls: str, cpu: int = VENUE_CPU,
+                 client_cpu: int = CLIENT_CPU):
+        self.v, self.client, self.cpu, self.client_cpu = v, client, cpu, client_cpu
         self.ip = str(v.subnet.network_address + 10)
         self.echo = ctypes.CDLL(echo).fused_echo
         self.echo.restype = ctypes.c_int64
+        u64 = ctypes.POINTER(ctypes.c_uint64)
         self.echo.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
-                              ctypes.c_int64, ctypes.c_int64]
+                              ctypes.c_int64, ctypes.c_int64, u64, ctypes.c_uint64, u64]
         stalls_lib = ctypes.CDLL(stalls)
         self.stalls = stalls_lib.cpu_stalls
         self.stalls.restype = None
-        u64 = ctypes.POINTER(ctypes.c_uint64)
         self.stalls.argtypes = [ctypes.c_uint64, u64, ctypes.c_uint32, u64, u64, u64]
         self.fixed_walks = stalls_lib.fixed_walks
         self.fixed_walks.restype = ctypes.c_uint64
@@ -164,7 +174,7 @@ class Bench:
               check=True)
 
     def _client(self, rate: float, seconds: float) -> subprocess.Popen:
-        return self.v.popen(["taskset", "-c", CLIENT_CPU, self.client, self.v.ns_ip, self.ip, str(ORDER_PORT),
+        return self.v.popen(["taskset", "-c", str(self.client_cpu), self.client, self.v.ns_ip, self.ip, str(ORDER_PORT),
                              str(rate), str(seconds), str(WARMUP_S)], stdout=subprocess.PIPE, text=True)
 
     def venue(self, rate: float, seconds: float, fused: bool = True, loadgen: str | None = None,
@@ -177,18 +187,18 @@ class Bench:
             venue = Venue(port, self.ip, self.v.host_mac, clock=sync.model, fused=fused)
             huge_pages()
             if loadgen:
-                client = self.v.popen(["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "tools.loadgen",
+                client = self.v.popen(["taskset", "-c", str(self.client_cpu), sys.executable, "-m", "tools.loadgen",
                                        "--venue", self.ip, "--feed-iface", self.v.ns_ip, "--rate", str(rate),
                                        "--duration", str(seconds), "--json", "--backend", loadgen,
                                        "--iface", self.v.ns_if], stdout=subprocess.PIPE, text=True, cwd=ROOT)
             else:
                 client = self._client(rate, seconds)
             first = last = None
-            ticks, started = timer_interrupts(VENUE_CPU), time.monotonic()
+            ticks, started = timer_interrupts(self.cpu), time.monotonic()
             next_clock = time.monotonic() + 1
             # the fused loop on a thread of its own on the venue's CPU, this one beside the client
-            threaded = venue.start(VENUE_CPU)
-            with _Pinned(int(CLIENT_CPU) if threaded else VENUE_CPU):
+            threaded = venue.start(self.cpu)
+            with _Pinned(self.client_cpu if threaded else self.cpu):
                 while client.poll() is None:
                     if venue.poll():
                         last = time.monotonic()
@@ -198,7 +208,7 @@ class Bench:
                         next_clock = time.monotonic() + 1
             out, _ = client.communicate(timeout=30)
             elapsed = time.monotonic() - started
-            ticks_per_s = (timer_interrupts(VENUE_CPU) - ticks) / elapsed
+            ticks_per_s = (timer_interrupts(self.cpu) - ticks) / elapsed
             stages = venue.telemetry.summary()
             counters = venue.counters()
             venue.close()
@@ -218,7 +228,7 @@ class Bench:
         n = len(STALL_NS)
         threshold = (ctypes.c_uint64 * n)(*(round(t * hz / 1e9) for t in STALL_NS))
         stalled, count, longest = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), ctypes.c_uint64()
-        with _Pinned():
+        with _Pinned(self.cpu):
             self.stalls(round(seconds * hz), threshold, n, stalled, count, ctypes.byref(longest))
         out = {}
         for i, t in enumerate(STALL_NS):
@@ -232,7 +242,7 @@ class Bench:
         FLOOR_IDLE_US apart, for about ``seconds``: each walk's ns."""
         hz = frequency().hz
         probe = np.zeros(200, np.uint64)
-        with _Pinned():
+        with _Pinned(self.cpu):
             # the steps for FLOOR_WALK_NS from the fastest of a few short walks (uninterrupted)
             self.fixed_walks(1000, 0, len(probe), _u64(probe))
             steps = round(FLOOR_WALK_NS * hz / 1e9 / (probe.min() / 1000))
@@ -241,14 +251,16 @@ class Bench:
         return took * (1e9 / hz)
 
     def echo_run(self, rate: float, seconds: float) -> dict:
-        """The same client against the C echo on netio's AF_XDP port."""
-        with _Pinned(), open_venue_port(self.v.host_if, "xdp", 0) as port:
+        """The same client against the C echo on netio's AF_XDP port: the client's figures,
+        and under ``walks_ns`` each frame's poll to TX submit (the venue's TOTAL)."""
+        walks, n_walks = np.zeros(int(rate * (seconds + WARMUP_S) * 2), np.uint64), ctypes.c_uint64()
+        with _Pinned(self.cpu), open_venue_port(self.v.host_if, "xdp", 0) as port:
             xsk, api = port.c_api()
             client = self._client(rate, seconds)
             self.echo(xsk, api, port.umem.ctypes.data, port.umem.nbytes, 1_000_000_000,
-                      int((seconds + WARMUP_S + 10) * 1e9))
+                      int((seconds + WARMUP_S + 10) * 1e9), _u64(walks), len(walks), ctypes.byref(n_walks))
             out, _ = client.communicate(timeout=30)
-        return json.loads(out)
+        return {**json.loads(out), "walks_ns": walks[:n_walks.value] * (1e9 / frequency().hz)}
 
 
 def _u64(array: np.ndarray):
@@ -388,6 +400,9 @@ def _timed() -> dict:
     for p, q in PERCENTILES:
         out[f"internal_ns_{p}"] = round(_median(r["total"].get_value_at_percentile(q) for r in venue_runs))
     out["internal_pct_over_10us"] = round(_median(_pct_over(r["total"], 10_000) for r in venue_runs), 3)
+    for p, q in PERCENTILES:
+        out[f"c_echo_internal_ns_{p}"] = round(_median(np.percentile(r["walks_ns"], q) for r in echo_runs))
+    out["c_echo_internal_pct_over_10us"] = round(_median(100 * np.mean(r["walks_ns"] > 10_000) for r in echo_runs), 3)
     pooled = venue_runs[0]["total"]
     for r in venue_runs[1:]:
         pooled.add(r["total"])
