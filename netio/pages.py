@@ -4,7 +4,8 @@ A frame, a ring slot or a table row on its own 4 kB page costs a TLB miss when t
 that reads it has been away long enough (on a VM, a two-level page-table walk): memory a
 hot path touches belongs on 2 MB pages. Transparent huge pages give them to anonymous
 memory that asks (MADV_HUGEPAGE) before it is first touched, when
-/sys/kernel/mm/transparent_hugepage/enabled is ``always`` or ``madvise``.
+/sys/kernel/mm/transparent_hugepage/enabled is ``always`` or ``madvise``, and since Linux
+6.1 move memory already touched onto them on request (MADV_COLLAPSE).
 """
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ import numpy as np
 
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 HUGE_PAGE = 2 << 20
+MADV_COLLAPSE = 25      # Linux 6.1; not in Python 3.11's mmap module
 
 
 def huge_page_area(size: int) -> tuple[mmap.mmap, np.ndarray]:
     """``size`` bytes of fresh private memory that asked for 2 MB pages and starts on a
     2 MB boundary (a huge page maps only an aligned 2 MB): (the mapping, which owns it;
-    the bytes, an array into it). Not touched yet, so the kernel can give it huge pages
-    when it is."""
+    the bytes, an array into it). Untouched, it gets huge pages as it is first touched;
+    faulted in already (in a process under mlockall), it is moved onto them here."""
     # room to start on a boundary, and for a whole huge page under the last bytes
     area = mmap.mmap(-1, -(-size // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         area.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE; huge_page_bytes says 0
+        # in a process under mlockall(MCL_FUTURE) (engine.fastpath.lock_memory) mmap has
+        # already faulted it in, on 4 kB pages: those are moved now
+        area.madvise(MADV_COLLAPSE)
+    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE (or before Linux 6.1)
         pass
     start = -np.frombuffer(area, np.uint8, count=1).ctypes.data % HUGE_PAGE
     return area, np.frombuffer(area, np.uint8, count=size, offset=start)
