@@ -36,10 +36,14 @@ its clients run in the namespace pinned to CPU 1. Figures:
   (``netio-run --busy-poll``), the venue's loop doing the veth's receive processing in a
   syscall whenever its ring is empty: why that is not the default.
 - ``rtt_us_*``: the C load client (tools/bench/c/ouch_client.c: UDP, open loop from
-  intended send times, an Enter Order per datagram, timed to the Accepted that carries
-  its token) against the venue at light load; ``c_echo_rtt_us_*``: the same binary on
-  the same veth against a C AF_XDP echo (tools/bench/c/fused_echo.c: netio's port driven
-  by a C loop, addresses swapped so the datagram goes back to the client's socket).
+  intended send times, a Poisson process at the rate (evenly spaced orders would lock
+  onto the kernel's 4 ms tick, and the phase a run started at would decide how many of
+  its ticks the orders met), an Enter
+  Order per datagram, timed to the Accepted that carries its token) against the venue at
+  light load (the load behind every venue and echo figure but ``loadgen_*``);
+  ``c_echo_rtt_us_*``: the same binary on the same veth against a C AF_XDP echo
+  (tools/bench/c/fused_echo.c: netio's port driven by a C loop, addresses swapped so the
+  datagram goes back to the client's socket).
   Venue and echo take turns, REPEATS times; each figure is the median over the repeats;
   ``rtt_ratio_p50`` is the venue's p50 over the echo's (goal: at most 1.25).
   ``sent_rtt_us_*``, ``c_echo_sent_rtt_us_*``, ``sent_rtt_ratio_p50``: the same from when
@@ -127,7 +131,7 @@ PERCENTILES = (("p50", 50), ("p99", 99), ("p999", 99.9))
 def _compile(workdir: Path) -> tuple[str, str, str]:
     client, echo, stalls = str(workdir / "ouch_client"), str(workdir / "fused_echo.so"), str(workdir / "stalls.so")
     cc = ["gcc", "-O2", "-march=x86-64-v2", "-Wall"]
-    subprocess.run([*cc, "-o", client, str(HERE / "c/ouch_client.c")], check=True)
+    subprocess.run([*cc, "-o", client, str(HERE / "c/ouch_client.c"), "-lm"], check=True)
     subprocess.run([*cc, "-shared", "-fPIC", "-I", str(ROOT / "cffi_build"), "-o", echo, str(HERE / "c/fused_echo.c")],
                    check=True)
     subprocess.run([*cc, "-shared", "-fPIC", "-o", stalls, str(HERE / "c/cpu_stalls.c")], check=True)

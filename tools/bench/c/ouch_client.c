@@ -3,9 +3,12 @@
  *   ouch_client LOCAL_IP TARGET_IP PORT RATE SECONDS WARMUP_S
  *
  * Sends one Enter Order per datagram (a SoupBinTCP 'U' packet) to TARGET_IP:PORT at RATE
- * per second for WARMUP_S + SECONDS, each at its intended send time (start + k / RATE:
- * a late send is still timed from when it should have left, so a stall shows up as
- * latency instead of hiding it). Orders alternate buy and sell at one price, so half of
+ * per second for WARMUP_S + SECONDS, each at its intended send time (a late send is still
+ * timed from when it should have left, so a stall shows up as latency instead of hiding
+ * it). The intended times are a Poisson process (exponential gaps of mean 1 / RATE from a
+ * fixed seed), as orders from elsewhere arrive: evenly spaced ones would lock onto the
+ * host's periodic interruptions (a 4 ms timer tick is a whole number of 1 ms gaps), and
+ * the phase a run happened to start at would decide how many of them its orders met. Orders alternate buy and sell at one price, so half of
  * them rest and half trade against them and the book stays small. The round trip of
  * order k ends at the first reply that carries its token: an Accepted ('A') or Rejected
  * ('J') from a venue, or the Enter Order itself ('O') from an echo server, which is how
@@ -29,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <math.h>
 #include <unistd.h>
 
 #define ENTER_LEN 49                /* OUCH 4.2 Enter Order, type byte included */
@@ -88,6 +92,20 @@ static int64_t token_number(const uint8_t *t)
         k = k * 10 + (t[i] - '0');
     }
     return k;
+}
+
+/* n intended send times from `start`, a Poisson process of `rate` per second. */
+static void poisson_times(int64_t *t, uint64_t n, int64_t start, double rate)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;     /* xorshift64: the same schedule every run */
+    double at = (double)start;
+    for (uint64_t k = 0; k < n; k++) {
+        t[k] = (int64_t)at;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        at -= log(((double)(x >> 11) + 0.5) / 9007199254740992.0) * 1e9 / rate;   /* u in (0, 1) */
+    }
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -189,15 +207,14 @@ int main(int argc, char **argv)
         msgs[b].msg_hdr.msg_iov = &iov[b];
         msgs[b].msg_hdr.msg_iovlen = 1;
     }
-    double period = 1e9 / rate;
     int64_t start = now_ns(), t = start, send_errors = 0;
+    poisson_times(r.intended, r.n, start, rate);
     uint64_t sent = 0;
     for (;;) {
         /* orders whose time has come leave now, timed from when they should have (at most
          * SEND_BATCH before the answers are read again, so those are timed too) */
         int due = 0;
-        while (due < SEND_BATCH && sent + due < r.n && t >= start + (int64_t)((double)(sent + due) * period)) {
-            r.intended[sent + due] = start + (int64_t)((double)(sent + due) * period);
+        while (due < SEND_BATCH && sent + due < r.n && t >= r.intended[sent + due]) {
             iov[due].iov_len = enter_order(out[due], sent + due);
             due++;
         }
