@@ -22,11 +22,11 @@ enum {                              /* slots of fp_venue.counts */
     FP_DROP_SOUP_CONTROL, FP_DROP_UNSUPPORTED, FP_DROP_TOO_MANY_CLIENTS,
     FP_DROP_OUCH_REJECT,            /* + OUCH_R_* (5 slots) */
     FP_RETRANSMITTED = FP_DROP_OUCH_REJECT + 5,    /* feed messages sent again on request */
-    FP_REQUESTS,                    /* + MOLD_Q_* (5 slots): re-requests by verdict */
+    FP_REQUESTS,                    /* + MOLD_Q_* (6 slots): re-requests by verdict */
     /* fp_poll's turns that came more than stall_cycles after the one before (the machine
      * took the CPU from the loop): how many, their cycles in all, and the longest (a
      * maximum, not a sum) */
-    FP_STALLS = FP_REQUESTS + 5, FP_STALLED_CYCLES, FP_LONGEST_STALL,
+    FP_STALLS = FP_REQUESTS + 6, FP_STALLED_CYCLES, FP_LONGEST_STALL,
     FP_N_COUNTS
 };
 

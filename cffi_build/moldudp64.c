@@ -174,19 +174,31 @@ void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *str
         s->first++;
 }
 
-/* Take one answer from asker's budget at now_ns; 0: none left. */
-static int within_budget(struct mold_store *s, uint32_t asker, uint64_t now_ns)
+/* One cell of the generic cell rate algorithm at now_ns: 1 and, in *then, its due after
+ * one more answer if its budget has room for it, else 0. */
+static int cell_allows(uint64_t *due, uint64_t interval_ns, uint64_t burst_ns, uint64_t now_ns, uint64_t *then)
 {
-    if (!s->interval_ns)
-        return 1;
-    uint64_t *due = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask];
-    if (*due > now_ns + s->burst_ns + s->interval_ns)
+    if (*due > now_ns + burst_ns + interval_ns)
         *due = now_ns;              /* further ahead than any budget reaches: the clock stepped back */
     uint64_t next = *due > now_ns ? *due : now_ns;
-    if (next - now_ns > s->burst_ns)
-        return 0;
-    *due = next + s->interval_ns;
-    return 1;
+    *then = next + interval_ns;
+    return !interval_ns || next - now_ns <= burst_ns;
+}
+
+/* Take one answer from asker's budget and the venue's at now_ns: MOLD_Q_ANSWERED, or the
+ * budget that has none left (its own first; then neither is charged). */
+static int take_budget(struct mold_store *s, uint32_t asker, uint64_t now_ns)
+{
+    uint64_t *mine = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask], mine_then, all_then;
+    if (!cell_allows(mine, s->interval_ns, s->burst_ns, now_ns, &mine_then))
+        return MOLD_Q_RATE_LIMITED;
+    if (!cell_allows(&s->total_due, s->total_interval_ns, s->total_burst_ns, now_ns, &all_then))
+        return MOLD_Q_VENUE_LIMITED;
+    if (s->interval_ns)
+        *mine = mine_then;
+    if (s->total_interval_ns)
+        s->total_due = all_then;
+    return MOLD_Q_ANSWERED;
 }
 
 uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const uint8_t *req, uint32_t req_len,
@@ -208,10 +220,8 @@ uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const u
         *verdict = MOLD_Q_NOT_HELD;
         return 0;
     }
-    if (!within_budget(s, asker, now_ns)) {
-        *verdict = MOLD_Q_RATE_LIMITED;
+    if ((*verdict = take_budget(s, asker, now_ns)) != MOLD_Q_ANSWERED)
         return 0;
-    }
     uint32_t o = HEADER, n = 0;
     for (uint64_t q = seq; q < s->next && n < count; q++, n++) {
         uint64_t pos = s->start[q & s->seq_mask];

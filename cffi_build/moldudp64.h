@@ -54,6 +54,9 @@ struct mold_store {
      * every interval_ns. interval_ns 0: no limit. */
     uint64_t *due;                  /* [due_mask + 1]: ns */
     uint64_t due_mask, interval_ns, burst_ns;
+    /* The same over all askers together, so that many addresses (forged ones too) draw
+     * at most so much work and traffic from the venue. total_interval_ns 0: no limit. */
+    uint64_t total_due, total_interval_ns, total_burst_ns;
 };
 
 /* Hold a block stream (len bytes, whole blocks, as mold_pack takes it) of messages
@@ -62,12 +65,14 @@ struct mold_store {
 void mold_store_add(struct mold_store *s, uint64_t first_seq, const uint8_t *stream, size_t len);
 
 /* What became of a request (engine.recovery.Verdict, in this order). */
-enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD, MOLD_Q_RATE_LIMITED, MOLD_Q_N };
+enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD, MOLD_Q_RATE_LIMITED,
+       MOLD_Q_VENUE_LIMITED, MOLD_Q_N };
 
 /* Answer a request packet (req_len bytes: session, sequence, count) for session from
  * asker (an IPv4 address) at now_ns: one downstream packet into out, of at most
  * max_payload bytes, with the requested messages the store holds from the requested
- * sequence number on, as many whole ones as fit, if the asker's budget allows. Returns
+ * sequence number on, as many whole ones as fit, if the asker's budget and the venue's
+ * allow. Returns
  * its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*) and *messages
  * how many went. */
 uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const uint8_t *req, uint32_t req_len,

@@ -19,8 +19,11 @@ is sent, to whatever source a request names, so each asking address gets at most
 ``answers_per_s`` answers a second (a tenth of a second's worth at once; addresses that
 hash alike share a budget) and requests beyond it are dropped as ``RATE_LIMITED``: an
 asker that keeps within it still recovers tens of thousands of messages a second, and a
-forged source draws at most answers_per_s packets a second onto its victim. Serve it on
-networks you trust (``recovery_port = 0`` turns it off).
+forged source draws at most answers_per_s packets a second onto its victim. All askers
+together get at most ``total_answers_per_s`` (the same way), and requests beyond that
+are dropped as ``VENUE_LIMITED``: requests from many addresses, forged or not, take at
+most so much of the venue's CPU and its network. Serve it on networks you trust
+(``recovery_port = 0`` turns it off).
 
 The store is C (cffi_build/moldudp64.c) shared by both pipelines: the Python-driven one
 calls ``add`` and ``answer``; the fused walk adds to it and answers from it in C.
@@ -40,7 +43,7 @@ except ImportError as _e:  # pragma: no cover - the module is built by `make nat
 
 BLOCK_BYTES = 64            # ring bytes per message held: ITCH 5.0's longest is 50, + 2
 BUDGET_SLOTS = 4096         # asker addresses hash to this many budgets
-BURST_PER_S = 10            # an asker's budget holds a tenth of a second's worth of answers
+BURST_PER_S = 10            # a budget holds a tenth of a second's worth of answers
 
 
 class Verdict(str, Enum):
@@ -51,6 +54,7 @@ class Verdict(str, Enum):
     WRONG_SESSION = "request_wrong_session"
     NOT_HELD = "request_not_held"
     RATE_LIMITED = "request_rate_limited"
+    VENUE_LIMITED = "request_venue_limited"
 
 
 VERDICTS = list(Verdict)
@@ -59,9 +63,11 @@ VERDICTS = list(Verdict)
 class Retransmissions:
     """The latest ``messages`` messages (a power of two) of ``session``'s feed, and the
     answers to requests for them in packets of at most ``max_payload`` bytes, at most
-    ``answers_per_s`` a second to each asker (0: no limit)."""
+    ``answers_per_s`` a second to each asker and ``total_answers_per_s`` to all of them
+    (0: no limit)."""
 
-    def __init__(self, session: str, messages: int, max_payload: int, answers_per_s: int = 0):
+    def __init__(self, session: str, messages: int, max_payload: int, answers_per_s: int = 0,
+                 total_answers_per_s: int = 0):
         if messages < 1 or messages & (messages - 1):
             raise ValueError(f"recovery_messages must be a power of two, not {messages}")
         self.session = _session_bytes(session)
@@ -74,10 +80,8 @@ class Retransmissions:
         self._store.bytes_mask, self._store.seq_mask = len(self._bytes) - 1, messages - 1
         self._due = np.zeros(BUDGET_SLOTS, np.uint64)
         self._store.due, self._store.due_mask = ffi.from_buffer("uint64_t[]", self._due), BUDGET_SLOTS - 1
-        if answers_per_s:
-            interval = 10**9 // answers_per_s
-            self._store.interval_ns = interval
-            self._store.burst_ns = interval * (max(1, answers_per_s // BURST_PER_S) - 1)
+        self._store.interval_ns, self._store.burst_ns = _budget(answers_per_s)
+        self._store.total_interval_ns, self._store.total_burst_ns = _budget(total_answers_per_s)
         self._out = np.zeros(max_payload, np.uint8)
         self._verdict, self._sent = ffi.new("int *"), ffi.new("uint32_t *")
 
@@ -103,3 +107,11 @@ class Retransmissions:
                                   self.max_payload, ffi.from_buffer("uint8_t[]", self._out, require_writable=True),
                                   self._verdict, self._sent)
         return (self._out[:n].tobytes() if n >= HEADER_LEN else None), VERDICTS[self._verdict[0]], self._sent[0]
+
+
+def _budget(answers_per_s: int) -> tuple[int, int]:
+    """(interval_ns, burst_ns) of a budget of answers_per_s (0: none, no limit)."""
+    if not answers_per_s:
+        return 0, 0
+    interval = 10**9 // answers_per_s
+    return interval, interval * (max(1, answers_per_s // BURST_PER_S) - 1)

@@ -201,7 +201,7 @@ class Venue:
         if cfg.recovery_port:
             self.stack.bind(cfg.recovery_port)
             self.recovery = Retransmissions(cfg.feed_session, cfg.recovery_messages, cfg.feed_max_payload,
-                                            cfg.recovery_answers_per_s)
+                                            cfg.recovery_answers_per_s, cfg.recovery_total_answers_per_s)
         n_sym = len(cfg.symbols)
         self.tick = np.array([s.tick for s in cfg.symbols], np.int64)
         self.names = np.array([s.name.ljust(8).encode() for s in cfg.symbols], "S8")

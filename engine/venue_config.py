@@ -9,7 +9,8 @@ MoldUDP64 to ``feed_group:feed_port``, session ``feed_session``, at most
 ``feed_max_payload`` bytes of MoldUDP64 payload per datagram. Its re-request server
 (engine.recovery) answers MoldUDP64 requests to ``recovery_port`` (0: none) from the
 feed's latest ``recovery_messages`` messages, at most ``recovery_answers_per_s`` a second
-to each asking address (0: no limit), a tenth of a second's worth at once.
+to each asking address and ``recovery_total_answers_per_s`` to all of them (0: no
+limit), a tenth of a second's worth at once.
 
 Prices on the wire are OUCH/ITCH Price(4) integers (1/10000 dollar); the matching core
 works in ticks: ``ticks = price // tick_size``. A symbol's stock locate (ITCH) is its
@@ -37,6 +38,7 @@ RECOVERY_PORT = 15002
 MIN_FEED_PAYLOAD = HEADER_LEN + BLOCK_HEADER_LEN + max(LENGTHS.values())
 RECOVERY_MESSAGES = 1 << 18
 RECOVERY_ANSWERS_PER_S = 1000
+RECOVERY_TOTAL_ANSWERS_PER_S = 20_000   # some 28 MB/s of answers, a few % of the venue's CPU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,7 @@ class VenueConfig:
     recovery_port: int = RECOVERY_PORT
     recovery_messages: int = RECOVERY_MESSAGES
     recovery_answers_per_s: int = RECOVERY_ANSWERS_PER_S
+    recovery_total_answers_per_s: int = RECOVERY_TOTAL_ANSWERS_PER_S
     firms: tuple[str, ...] = ("FIRM", "LOAD", "TEST", "DEMO")
     limits: str | None = None
     pool_size: int = 1 << 16
@@ -97,9 +100,11 @@ class VenueConfig:
             raise ValueError("recovery_port: 0 (no re-request server) or a UDP port of its own")
         if self.recovery_messages < 1 or self.recovery_messages & (self.recovery_messages - 1):
             raise ValueError("recovery_messages: a power of two")
-        if type(self.recovery_answers_per_s) is not int or not 0 <= self.recovery_answers_per_s <= 10**9:
-            raise ValueError("recovery_answers_per_s: a whole number of answers a second to each asker, "
-                             "at most 1,000,000,000, or 0 for no limit")
+        for key, whom in (("recovery_answers_per_s", "to each asker"), ("recovery_total_answers_per_s", "in all")):
+            value = getattr(self, key)
+            if type(value) is not int or not 0 <= value <= 10**9:
+                raise ValueError(f"{key}: a whole number of answers a second {whom}, at most 1,000,000,000, "
+                                 "or 0 for no limit")
         if not MIN_FEED_PAYLOAD <= self.feed_max_payload <= MAX_PAYLOAD:
             raise ValueError(f"feed_max_payload: {MIN_FEED_PAYLOAD}..{MAX_PAYLOAD} bytes (a MoldUDP64 header and "
                              "the longest ITCH message must fit, in one UDP datagram)")

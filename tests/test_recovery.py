@@ -115,6 +115,22 @@ def test_each_asker_gets_a_tenth_of_a_seconds_worth_of_answers_at_once_then_its_
     assert [ask(store, 1, 1, now_ns=t + 10**9)[1] for _ in range(100)] == [Verdict.ANSWERED] * 100   # refilled
 
 
+def test_all_askers_together_get_the_venues_budget_and_no_more():
+    """20 answers a second in all (2 at once), 10 to each asker (1 at once): of three
+    askers at once the third is dropped as VENUE_LIMITED, then one answer goes every
+    50 ms to whichever asks; an asker over its own budget is RATE_LIMITED and takes
+    nothing from the venue's."""
+    store = Retransmissions(SESSION, 64, 1400, answers_per_s=10, total_answers_per_s=20)
+    store.add(1, blocks([message(1)]))
+    t = 5 * 10**9
+    assert [ask(store, 1, 1, asker=ASKER + k, now_ns=t)[1] for k in range(3)] == \
+        [Verdict.ANSWERED, Verdict.ANSWERED, Verdict.VENUE_LIMITED]
+    assert ask(store, 1, 1, asker=ASKER, now_ns=t + 50_000_000)[1] == Verdict.RATE_LIMITED
+    assert ask(store, 1, 1, asker=ASKER + 2, now_ns=t + 50_000_000)[1] == Verdict.ANSWERED
+    assert ask(store, 1, 1, asker=ASKER + 3, now_ns=t + 50_000_000)[1] == Verdict.VENUE_LIMITED
+    assert ask(store, 1, 1, asker=ASKER + 3, now_ns=t + 100_000_000)[1] == Verdict.ANSWERED
+
+
 def test_requests_that_are_not_answered_take_nothing_from_the_budget():
     store = Retransmissions(SESSION, 64, 1400, answers_per_s=10)     # one at once
     store.add(1, blocks([message(1)]))

@@ -506,6 +506,8 @@ def test_the_example_venue_toml_loads_and_states_the_house_defaults():
     ({"recovery_messages": 1000}, "power of two"),
     ({"recovery_answers_per_s": -1}, "recovery_answers_per_s"),
     ({"recovery_answers_per_s": 10.5}, "whole number"),
+    ({"recovery_total_answers_per_s": -1}, "recovery_total_answers_per_s"),
+    ({"recovery_total_answers_per_s": 2e4}, "whole number"),
     ({"feed_max_payload": 71}, "feed_max_payload"),          # no room for ITCH's longest message
 ])
 def test_a_venue_config_that_cannot_work_is_refused_with_the_field_named(fields, complaint):
@@ -788,3 +790,24 @@ def test_an_asker_past_its_budget_of_answers_is_counted_as_rate_limited_and_gets
     venue.close()
     assert len(_payloads_to(port.sent, greedy, 40100)) == 100 and len(_payloads_to(port.sent, other, 40100)) == 1
     assert counters["retransmit_requests"] == 101 and counters["message_drops"] == {"request_rate_limited": 50}
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["python", "fused"])
+def test_requests_from_many_addresses_past_the_venues_budget_are_counted_as_venue_limited(fused):
+    """150 addresses ask once each, at once, of a venue that answers 1,000 a second in all:
+    the first 100 (a tenth of a second's worth) are answered, the other 50 dropped."""
+    port, clock = MemoryPort(), iter(range(10**12, 10**13, 1000))
+    venue = Venue(port, VENUE_IP, VENUE_MAC, VenueConfig(recovery_total_answers_per_s=1000),
+                  now_ns=lambda: next(clock), fused=fused)
+    askers = [Client(f"10.9.{k // 100}.{k % 100 + 10}", 40100) for k in range(150)]
+    request = moldudp64.request("NETIO00001", 1, 1)
+    port.sent.clear()
+    port.inbox = [c.stack.build_udp(Burst.of([request]), VENUE_IP, 15002, 40100, VENUE_MAC).to_bytes()[0]
+                  for c in askers]
+    while venue.poll():
+        pass
+    counters = venue.counters()
+    venue.close()
+    answered = [len(_payloads_to(port.sent, c, 40100)) for c in askers]
+    assert answered == [1] * 100 + [0] * 50
+    assert counters["retransmit_requests"] == 100 and counters["message_drops"] == {"request_venue_limited": 50}

@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-port", type=int, help="UDP port of the feed's MoldUDP64 re-request server, which "
                    "answers from the feed's latest messages (recovery_messages in --config, default "
                    f"{d.recovery_messages:,}) after each burst's own frames, at most recovery_answers_per_s "
-                   f"(default {d.recovery_answers_per_s:,}) a second to each asker; 0: none (default {d.recovery_port})")
+                   f"(default {d.recovery_answers_per_s:,}) a second to each asker and "
+                   f"recovery_total_answers_per_s ({d.recovery_total_answers_per_s:,}) to all; 0: none "
+                   f"(default {d.recovery_port})")
     p.add_argument("--config", help="venue TOML: symbols, ports, feed, limits (see engine/venue.example.toml)")
     p.add_argument("--journal", help="append every command batch here before acknowledging (replayed on start)")
     p.add_argument("--hlog", help="per-stage latency interval log (HdrHistogram, for netio-report)")
