@@ -189,7 +189,8 @@ static int cell_allows(uint64_t *due, uint64_t interval_ns, uint64_t burst_ns, u
  * budget that has none left (its own first; then neither is charged). */
 static int take_budget(struct mold_store *s, uint32_t asker, uint64_t now_ns)
 {
-    uint64_t *mine = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask], mine_then, all_then;
+    uint64_t *mine = &s->due[(asker * 0x9e3779b97f4a7c15ull) >> 32 & s->due_mask];
+    uint64_t mine_then, all_then;
     if (!cell_allows(mine, s->interval_ns, s->burst_ns, now_ns, &mine_then))
         return MOLD_Q_RATE_LIMITED;
     if (!cell_allows(&s->total_due, s->total_interval_ns, s->total_burst_ns, now_ns, &all_then))
@@ -235,7 +236,6 @@ uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const u
     put_be64(out + 10, seq);
     out[18] = (uint8_t)(n >> 8);
     out[19] = (uint8_t)n;
-    *verdict = MOLD_Q_ANSWERED;
     *messages = n;
     return o;
 }

@@ -72,9 +72,8 @@ enum { MOLD_Q_ANSWERED, MOLD_Q_MALFORMED, MOLD_Q_WRONG_SESSION, MOLD_Q_NOT_HELD,
  * asker (an IPv4 address) at now_ns: one downstream packet into out, of at most
  * max_payload bytes, with the requested messages the store holds from the requested
  * sequence number on, as many whole ones as fit, if the asker's budget and the venue's
- * allow. Returns
- * its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*) and *messages
- * how many went. */
+ * allow. Returns its length, or 0 when nothing is sent; *verdict says which (MOLD_Q_*)
+ * and *messages how many went. */
 uint32_t mold_store_answer(struct mold_store *s, const uint8_t *session, const uint8_t *req, uint32_t req_len,
                            uint32_t asker, uint64_t now_ns, uint32_t max_payload, uint8_t *out, int *verdict,
                            uint32_t *messages);

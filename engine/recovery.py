@@ -22,7 +22,8 @@ asker that keeps within it still recovers tens of thousands of messages a second
 forged source draws at most answers_per_s packets a second onto its victim. All askers
 together get at most ``total_answers_per_s`` (the same way), and requests beyond that
 are dropped as ``VENUE_LIMITED``: requests from many addresses, forged or not, take at
-most so much of the venue's CPU and its network. Serve it on networks you trust
+most so much of the venue's CPU and its network (first come, first served: a flood of
+them crowds honest askers out until it stops). Serve it on networks you trust
 (``recovery_port = 0`` turns it off).
 
 The store is C (cffi_build/moldudp64.c) shared by both pipelines: the Python-driven one

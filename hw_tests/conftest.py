@@ -1,4 +1,5 @@
-"""Tests here need real NIC hardware (a PTP clock, hardware timestamps, zero-copy drivers).
+"""Tests here need what a virtual machine lacks: real NIC hardware (a PTP clock, hardware
+timestamps, zero-copy drivers), or a CPU the kernel leaves alone (test_venue_latency.py).
 
 Run them with `.venv/bin/python -m pytest hw_tests` on such a machine; elsewhere each
 skips and says what it looked for. Select the device with NETIO_HW_IFACE=eth0.

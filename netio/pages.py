@@ -30,7 +30,10 @@ def huge_page_area(size: int) -> tuple[mmap.mmap, np.ndarray]:
         # in a process under mlockall(MCL_FUTURE) (engine.fastpath.lock_memory) mmap has
         # already faulted it in, on 4 kB pages: those are moved now
         area.madvise(MADV_COLLAPSE)
-    except OSError:     # EINVAL: built without CONFIG_TRANSPARENT_HUGEPAGE (or before Linux 6.1)
+    except OSError:
+        # EINVAL: no transparent huge pages, a kernel before 6.1, or (the usual case) nothing
+        # faulted in yet to move: first touches then get huge pages. EAGAIN, ENOMEM: no
+        # free 2 MB pages. huge_page_bytes says what it got.
         pass
     start = -np.frombuffer(area, np.uint8, count=1).ctypes.data % HUGE_PAGE
     return area, np.frombuffer(area, np.uint8, count=size, offset=start)

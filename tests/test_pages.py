@@ -1,6 +1,7 @@
 """netio.pages: asking for 2 MB pages and seeing where they were given."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,9 @@ def test_an_area_starts_on_a_2_mb_boundary_and_its_pages_are_huge_once_touched(s
 
 
 @thp_on
+@pytest.mark.skipif(os.geteuid() != 0, reason="mlockall of all future memory needs root")
+@pytest.mark.skipif(tuple(map(int, os.uname().release.split(".")[:2])) < (6, 1),
+                    reason="MADV_COLLAPSE came in Linux 6.1")
 def test_an_area_made_after_mlockall_is_on_huge_pages_too():
     """Under mlockall(MCL_FUTURE) (what engine.fastpath.lock_memory does) mmap faults a new
     mapping in on 4 kB pages before any madvise; the area is moved onto 2 MB pages anyway."""

@@ -4,7 +4,8 @@ import random
 import pytest
 
 from engine import moldudp64
-from engine.recovery import Retransmissions, Verdict
+from engine._moldudp64 import lib
+from engine.recovery import VERDICTS, Retransmissions, Verdict
 
 SESSION = "NETIO00001"
 
@@ -129,6 +130,29 @@ def test_all_askers_together_get_the_venues_budget_and_no_more():
     assert ask(store, 1, 1, asker=ASKER + 2, now_ns=t + 50_000_000)[1] == Verdict.ANSWERED
     assert ask(store, 1, 1, asker=ASKER + 3, now_ns=t + 50_000_000)[1] == Verdict.VENUE_LIMITED
     assert ask(store, 1, 1, asker=ASKER + 3, now_ns=t + 100_000_000)[1] == Verdict.ANSWERED
+
+
+def test_a_venue_wide_budget_alone_limits_all_askers_together():
+    store = Retransmissions(SESSION, 64, 1400, total_answers_per_s=10)     # one at once, in all
+    store.add(1, blocks([message(1)]))
+    assert ask(store, 1, 1, asker=ASKER)[1] == Verdict.ANSWERED
+    assert ask(store, 1, 1, asker=ASKER + 1)[1] == Verdict.VENUE_LIMITED
+    assert ask(store, 1, 1, asker=ASKER + 1, now_ns=100_000_000)[1] == Verdict.ANSWERED
+
+
+def test_budgets_spent_before_the_clock_steps_back_do_not_hold_answers_back_after():
+    store = Retransmissions(SESSION, 64, 1400, answers_per_s=10, total_answers_per_s=10)
+    store.add(1, blocks([message(1)]))
+    t = 20 * 10**9
+    assert ask(store, 1, 1, now_ns=t)[1] == Verdict.ANSWERED
+    assert ask(store, 1, 1, now_ns=t)[1] == Verdict.RATE_LIMITED
+    assert ask(store, 1, 1, now_ns=t - 10**10)[1] == Verdict.ANSWERED      # ten seconds back
+
+
+def test_the_verdicts_are_the_c_stores_in_its_order():
+    assert len(VERDICTS) == lib.MOLD_Q_N
+    assert VERDICTS.index(Verdict.RATE_LIMITED) == lib.MOLD_Q_RATE_LIMITED
+    assert VERDICTS.index(Verdict.VENUE_LIMITED) == lib.MOLD_Q_VENUE_LIMITED
 
 
 def test_requests_that_are_not_answered_take_nothing_from_the_budget():

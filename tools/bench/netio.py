@@ -68,8 +68,9 @@ class Bench:
         self.veth, self.gen, self.ref = veth, gen, ref
         self.fused = ctypes.CDLL(fused).fused_echo
         self.fused.restype = ctypes.c_int64
+        u64 = ctypes.POINTER(ctypes.c_uint64)
         self.fused.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
-                               ctypes.c_int64, ctypes.c_int64]
+                               ctypes.c_int64, ctypes.c_int64, u64, ctypes.c_uint64, u64]
 
     # -- the generator ----------------------------------------------------------------------
     def _flood(self) -> subprocess.Popen:
@@ -132,7 +133,8 @@ class Bench:
                 tempfile.TemporaryFile("w+") as out:
             port_addr, api_addr = port.c_api()
             client = self._client(out)
-            self.fused(port_addr, api_addr, port.umem.ctypes.data, port.umem.nbytes, 500_000_000, 120_000_000_000)
+            self.fused(port_addr, api_addr, port.umem.ctypes.data, port.umem.nbytes, 500_000_000, 120_000_000_000,
+                       None, 0, ctypes.byref(ctypes.c_uint64()))     # no walks kept: the client times it
             client.wait(timeout=30)
             out.seek(0)
             return np.loadtxt(out, dtype=np.int64, ndmin=1)

@@ -38,9 +38,9 @@ its clients run in the namespace pinned to CPU 1. Figures:
 - ``rtt_us_*``: the C load client (tools/bench/c/ouch_client.c: UDP, open loop from
   intended send times, a Poisson process at the rate (evenly spaced orders would lock
   onto the kernel's 4 ms tick, and the phase a run started at would decide how many of
-  its ticks the orders met), an Enter
-  Order per datagram, timed to the Accepted that carries its token) against the venue at
-  light load (the load behind every venue and echo figure but ``loadgen_*``);
+  its ticks the orders met), an Enter Order per datagram, timed to the Accepted that
+  carries its token) against the venue at light load (the load behind every venue and
+  echo figure but ``loadgen_*``);
   ``c_echo_rtt_us_*``: the same binary on the same veth against a C AF_XDP echo
   (tools/bench/c/fused_echo.c: netio's port driven by a C loop, addresses swapped so the
   datagram goes back to the client's socket).
@@ -396,7 +396,7 @@ def _timed() -> dict:
     for p, q in PERCENTILES:
         out[f"floor_walk_ns_{p}"] = round(_median(np.percentile(f, q) for f in floor))
     out["floor_walk_pct_over_10us"] = round(_median(100 * np.mean(f > 10_000) for f in floor), 3)
-    share = cpu_share(VENUE_CPU)
+    share = cpu_share(bench.cpu)
     out["venue_cpu_isolated"], out["venue_cpu_tickless"] = share.isolated, share.tickless
     out["venue_cpu_device_irqs"] = len(share.irqs)
     out["venue_cpu_timer_irqs_per_s"] = round(_median(r["ticks_per_s"] for r in venue_runs))

@@ -51,7 +51,7 @@ static int64_t now_ns(void)
 }
 
 /* Echo until idle_ns pass without a frame (after the first one) or max_ns in all;
- * returns how many frames were sent back. Each frame's poll-to-submit cycles go to
+ * returns how many frames were sent back. Each sent frame's poll-to-submit cycles go to
  * walks[] (the first `room`; *n_walks counts them). */
 int64_t fused_echo(struct nx_xsk *port, const struct nx_burst_api *api, uint8_t *umem, uint64_t umem_len,
                    int64_t idle_ns, int64_t max_ns, uint64_t *walks, uint64_t room, uint64_t *n_walks)
@@ -69,9 +69,10 @@ int64_t fused_echo(struct nx_xsk *port, const struct nx_burst_api *api, uint8_t 
                 turn_around(umem + offsets[i], lengths[i]);
             int64_t sent = api->tx_submit(port, umem, umem_len, offsets, lengths, n);
             uint64_t took = __rdtsc() - (uint64_t)stamps[0];
-            api->tx_kick(port);
+            if (sent >= 0)
+                api->tx_kick(port);
             echoed += sent > 0 ? sent : 0;
-            for (uint32_t i = 0; i < n && *n_walks < room; i++)
+            for (int64_t i = 0; i < sent && *n_walks < room; i++)
                 walks[(*n_walks)++] = took;
             api->release(port, offsets, n);
             last = now_ns();

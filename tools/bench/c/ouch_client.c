@@ -8,8 +8,9 @@
  * it). The intended times are a Poisson process (exponential gaps of mean 1 / RATE from a
  * fixed seed), as orders from elsewhere arrive: evenly spaced ones would lock onto the
  * host's periodic interruptions (a 4 ms timer tick is a whole number of 1 ms gaps), and
- * the phase a run happened to start at would decide how many of them its orders met. Orders alternate buy and sell at one price, so half of
- * them rest and half trade against them and the book stays small. The round trip of
+ * the phase a run happened to start at would decide how many of them its orders met.
+ * Orders alternate buy and sell at one price, so half of them rest and half trade
+ * against them and the book stays small. The round trip of
  * order k ends at the first reply that carries its token: an Accepted ('A') or Rejected
  * ('J') from a venue, or the Enter Order itself ('O') from an echo server, which is how
  * the same binary measures both on the same path. Busy-polls its socket; no threads.
