@@ -96,11 +96,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where latency starts on AF_XDP: poll (default), the TSC when the venue takes a burst; "
                         "xdp, netio's XDP program stamps each frame (the NIC's hardware stamp where the driver "
                         "gives one, else the kernel's clock as XDP sees it), so Network RX shows the kernel's part")
-    p.add_argument("--lock-memory", action="store_true",
+    p.add_argument("--lock-memory", action=argparse.BooleanOptionalAction,
                    help="lock the venue's memory in RAM before it starts (mlockall): no page fault ever stalls "
                         "an order, where otherwise the first touch of each page of its tables does (needs root "
                         "or a large enough memlock limit); its tables then move onto 2 MB pages where the kernel "
-                        "can (fewer TLB misses)")
+                        "can (fewer TLB misses). --demo does unless --no-lock-memory")
     p.add_argument("--cpu", type=int, help="pin the venue's loop to this CPU (keep other work and IRQs off it; "
                    "the fused loop has a thread of its own there and the status line and telemetry run on the "
                    "other CPUs); netio-run says what still shares it (isolcpus, nohz_full, device interrupts) "
@@ -449,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.lock_memory is None:
+        args.lock_memory = args.demo     # the demo shows the venue as a latency-minded user runs it
     if args.demo:
         return run_demo(args)
     if not args.iface or not args.ip:
