@@ -495,6 +495,7 @@ def test_sigterm_mid_demo_leaves_no_namespace_veth_or_xdp_program_and_a_journal_
     assert book.state_hash() == final["book_hash"]
     assert "per-stage latency breakdown" in out
     assert (tmp_path / "venue.hlog").stat().st_size > 0 and (tmp_path / "loadgen.hlog").exists()
+    assert "MB of tables on 2 MB pages" in err          # the demo locks its memory, as --lock-memory does
 
 
 def test_the_example_venue_toml_loads_and_states_the_house_defaults():
