@@ -404,7 +404,7 @@ def test_round_trip_runs_from_the_intended_send_time():
 
 
 def test_schedule_is_fixed_in_advance_and_encodes_every_request():
-    cfg = loadgen.LoadConfig(rate=5000, duration=1.0, symbols=SYMBOLS, seed=3)
+    cfg = loadgen.LoadConfig(rate=5000, duration=1.0, symbols=SYMBOLS, seed=3, arrivals="uniform")
     sched = loadgen.build_schedule(cfg)
     assert len(sched) == 5000
     assert np.array_equal(sched.intended, np.round(np.arange(5000) * 200_000))
@@ -417,6 +417,20 @@ def test_schedule_is_fixed_in_advance_and_encodes_every_request():
     assert len(np.unique(sched.target[follow])) == follow.sum()       # one follow-up per Enter at most
     x = dec.messages["X"]
     assert set(loadgen.token_ids(x["order_token"]) - sched.token_base) == set(sched.target[sched.kind == ord("X")])
+
+
+def test_poisson_arrivals_keep_the_rate_with_exponential_gaps_and_are_the_same_for_a_seed():
+    cfg = loadgen.LoadConfig(rate=5000, duration=4.0, symbols=SYMBOLS, seed=3)
+    assert cfg.arrivals == "poisson"
+    intended = loadgen.build_schedule(cfg).intended
+    gaps = np.diff(intended)
+    assert intended[0] == 0 and (gaps >= 0).all()
+    assert abs(gaps.mean() - 200_000) < 200_000 * 0.03
+    assert abs(gaps.std() / gaps.mean() - 1) < 0.05                  # an exponential's spread is its mean
+    assert np.mean(gaps < 200_000) > 0.6                              # 1 - 1/e of them shorter than the mean
+    assert np.array_equal(loadgen.build_schedule(cfg).intended, intended)
+    with pytest.raises(ValueError, match="arrivals"):
+        loadgen.build_schedule(loadgen.LoadConfig(rate=5000, duration=1.0, symbols=SYMBOLS, arrivals="bursty"))
 
 
 def test_each_clients_requests_lie_back_to_back_in_send_order():

@@ -2,7 +2,10 @@
 
 The whole order flow is drawn and encoded before the first send (numpy records through
 ``engine.ouch.encode_inbound`` into one buffer of SoupBinTCP 'U' packets), each request
-with its *intended* send time on a fixed schedule. The send loop only slices that buffer
+with its *intended* send time, drawn with it: Poisson arrivals at the rate, as orders
+from many independent traders arrive (``arrivals="uniform"``: evenly spaced, which on the
+venue's own host can lock onto its periodic interruptions, such as a 4 ms timer tick,
+and meet them by the phase the run started at). The send loop only slices that buffer
 into datagrams of the requests now due and hands them to the kernel in one sendmmsg
 (``netio.udp_socket.UdpSocketPort``), or, with ``backend`` ``xdp`` or ``dpdk``, to a netio
 port on ``iface`` through netio's own UDP stack (``netio.udp_stack``), busy-polled: the
@@ -80,7 +83,7 @@ _UNSEEN = -1
 class LoadConfig:
     """One load run. Addresses are "host:port"; the venue defaults come from engine/venue_config.
 
-    The flow: ``rate`` requests/s for ``duration`` s in all, the Enters dealt round-robin to
+    The flow: ``rate`` requests/s (at ``arrivals`` times) for ``duration`` s in all, the Enters dealt round-robin to
     ``clients`` sockets (an order's follow-ups go from its socket); each Enter is followed, some requests
     later, by a Cancel with probability ``cancel_ratio`` or a Replace with ``replace_ratio``;
     ``ioc_ratio`` of the Enters are immediate-or-cancel. Prices walk around each symbol's
@@ -94,6 +97,7 @@ class LoadConfig:
     firm: str = "LOAD"
     rate: float = 10_000.0
     duration: float = 2.0
+    arrivals: str = "poisson"       # or "uniform": requests evenly spaced at 1 / rate
     seed: int = 1
     symbols: tuple = VenueConfig.symbols
     cancel_ratio: float = 0.2
@@ -246,6 +250,8 @@ def token_ids(raw: np.ndarray) -> np.ndarray:
 
 def build_schedule(cfg: LoadConfig) -> Schedule:
     """Draw the order flow of `cfg` and encode it (deterministic for a given seed)."""
+    if cfg.arrivals not in ("poisson", "uniform"):
+        raise ValueError(f"arrivals: poisson or uniform, not {cfg.arrivals!r}")
     rng = np.random.default_rng(cfg.seed)
     n_total = max(1, int(round(cfg.rate * cfg.duration)))
     n_enter = n_total   # more than needed: the first n_total of Enters and follow-ups are sent
@@ -318,7 +324,10 @@ def build_schedule(cfg: LoadConfig) -> Schedule:
     end[by_client] = np.cumsum(_packet_lengths(kind[by_client]))
     start[by_client] = end[by_client] - _packet_lengths(kind[by_client])
     assert not n or end[by_client[-1]] == len(wire)
-    intended = np.round(np.arange(n) * (1e9 / cfg.rate)).astype(np.int64)
+    gap = 1e9 / cfg.rate
+    times = (np.arange(n) * gap if cfg.arrivals == "uniform"
+             else np.concatenate(([0.0], np.cumsum(rng.exponential(gap, max(n - 1, 0))))))
+    intended = np.round(times).astype(np.int64)
     return Schedule(kind, target, client, symbol, side, shares, price, ioc, token_base, intended, wire, start, end)
 
 
@@ -1039,8 +1048,9 @@ examples:
   sudo netio-loadgen --backend xdp --iface eth1 --venue 10.0.0.1   # the client on AF_XDP too
   netio-loadgen --clients 4                        # four venue sessions whose orders trade with each other
 
-Round trip runs from each request's intended send time on a fixed schedule (open loop), so
-stalls are measured, not hidden. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
+Round trip runs from each request's intended send time on a schedule drawn before the
+run (open loop, Poisson arrivals unless --arrivals uniform), so stalls are measured, not
+hidden. Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
 """
 
 
@@ -1056,6 +1066,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--firm", default=d.firm, help="OUCH Firm (default %(default)s)")
     p.add_argument("--rate", type=float, default=d.rate, help="requests per second (default %(default)s)")
     p.add_argument("--duration", type=float, default=d.duration, help="seconds of sending (default %(default)s)")
+    p.add_argument("--arrivals", choices=("poisson", "uniform"), default=d.arrivals,
+                   help="send times: a Poisson process at --rate, as from many independent traders, or evenly "
+                        "spaced, which on the venue's own host can lock onto its timer tick (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--symbols", help="comma-separated subset of the venue's symbols")
     p.add_argument("--cancel-ratio", type=float, default=d.cancel_ratio, help="Enters later canceled")
@@ -1089,7 +1102,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         if len(symbols) != len(set(wanted)):
             raise ValueError(f"--symbols: not all of {wanted} are venue symbols ({[s.name for s in venue.symbols]})")
     cfg = LoadConfig.from_venue(
-        venue, host, bind=args.bind, clients=args.clients, firm=args.firm, rate=args.rate, duration=args.duration, seed=args.seed,
+        venue, host, bind=args.bind, clients=args.clients, firm=args.firm, rate=args.rate, duration=args.duration,
+        arrivals=args.arrivals, seed=args.seed,
         cancel_ratio=args.cancel_ratio, replace_ratio=args.replace_ratio, ioc_ratio=args.ioc_ratio,
         batch=args.batch, drain=args.drain, feed=not args.no_feed, feed_iface=args.feed_iface, hlog=args.hlog,
         backend=args.backend, iface=args.iface)
