@@ -19,7 +19,6 @@ import os
 import pytest
 
 from engine.fastpath import lock_memory, unlock_memory
-from netio import iface
 from netio.isolation import cpu_share
 from netio.netns import VethNamespace
 from tools.bench import venue as bench
@@ -37,10 +36,7 @@ def test_internal_latency_meets_its_goal_on_an_isolated_tickless_cpu(tmp_path):
     lock_memory()
     try:
         with VethNamespace("hwvl") as v:
-            iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
-            iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
-            b = bench.Bench(v, *bench._compile(tmp_path), cpu=cpu, client_cpu=min(share.others))
-            run = b.venue(bench.LIGHT_RATE, bench.LIGHT_S)
+            run = bench.bench_on(v, tmp_path, cpu, min(share.others)).venue(bench.LIGHT_RATE, bench.LIGHT_S)
     finally:
         unlock_memory()
     total = run["total"]

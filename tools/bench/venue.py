@@ -138,6 +138,14 @@ def _compile(workdir: Path) -> tuple[str, str, str]:
     return client, echo, stalls
 
 
+def bench_on(v: VethNamespace, workdir: Path, cpu: int = VENUE_CPU, client_cpu: int = CLIENT_CPU) -> Bench:
+    """A Bench on ``v`` set up as the benchmark runs it, its C parts built in ``workdir``."""
+    # no GRO where the clients receive: it holds each reply for tens of microseconds
+    iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
+    iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
+    return Bench(v, *_compile(workdir), cpu=cpu, client_cpu=client_cpu)
+
+
 class _Pinned:
     """The body on ``cpu`` without the cyclic garbage collector, then as before."""
 
@@ -369,10 +377,7 @@ def run() -> dict:
 def _timed() -> dict:
     """Every figure but the instruction counts."""
     with tempfile.TemporaryDirectory() as tmp, VethNamespace("bvnu") as v:
-        # no GRO where the clients receive: it holds each reply for tens of microseconds
-        iface.set_offloads(v.ns_if, tx_checksum=False, gro=False, netns=v.ns_name)
-        iface.set_offloads(v.host_if, tx_checksum=False, gro=True)
-        bench = Bench(v, *_compile(Path(tmp)))
+        bench = bench_on(v, Path(tmp))
         venue_runs, echo_runs, stalls, floor = [], [], [], []
         for _ in range(REPEATS):
             stalls.append(bench.cpu_stalls(STALL_RUN_S))
